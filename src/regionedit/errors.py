@@ -1,0 +1,85 @@
+"""One exception hierarchy for everything regionedit raises on purpose.
+
+Every message ends with what the user can do next; callers can catch
+``RegionEditError`` for "anything regionedit refused", or a subclass for one stage.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RegionEditError",
+    "ImageInputError",
+    "ClassifierError",
+    "UnidentifiedRegionError",
+    "SegmentationError",
+    "InpaintError",
+    "ModelLoadError",
+    "OutputError",
+]
+
+
+class RegionEditError(Exception):
+    """Base class of every error regionedit raises deliberately."""
+
+    #: process exit code the CLI uses for this error family
+    exit_code: int = 1
+
+
+class ImageInputError(RegionEditError, ValueError):
+    """The input image could not be read or is not usable (corrupt, empty, too large...)."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class ClassifierError(RegionEditError):
+    """The classifier could not give an answer (LLM unreachable, invalid answers, no key)."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, attempts: int | None = None) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class UnidentifiedRegionError(RegionEditError):
+    """The classifier could not tell whether the foreground or the background must change."""
+
+    exit_code = 5
+
+    def __init__(self, source: str, target: str, reason: str) -> None:
+        self.source = source
+        self.target = target
+        self.reason = reason
+        super().__init__(
+            f"Could not tell which region to edit for {source!r} -> {target!r}: {reason}. "
+            "Pass region='foreground' or region='background' (CLI: --region), or choose a policy "
+            "with on_unidentified='foreground'|'background' (CLI: --on-unidentified)."
+        )
+
+
+class SegmentationError(RegionEditError):
+    """The subject mask is unusable (empty, or covers the whole image)."""
+
+    exit_code = 6
+
+
+class InpaintError(RegionEditError):
+    """Generation failed (out of memory, NaN output, endpoint refused the request)."""
+
+    exit_code = 7
+
+
+class ModelLoadError(RegionEditError):
+    """A model (segmentation, inpainting, embedding) could not be loaded."""
+
+    exit_code = 8
+
+
+class OutputError(RegionEditError, OSError):
+    """A result could not be written (read-only folder, disk full, would overwrite the input)."""
+
+    exit_code = 9
