@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "RegionEditError",
     "ImageInputError",
+    "DescriptionError",
     "ClassifierError",
     "UnidentifiedRegionError",
     "SegmentationError",
@@ -33,6 +34,12 @@ class ImageInputError(RegionEditError, ValueError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class DescriptionError(RegionEditError, ValueError):
+    """A source or target description is unusable (empty, whitespace only)."""
+
+    exit_code = 2
 
 
 class ClassifierError(RegionEditError):

@@ -1,0 +1,414 @@
+"""The pipeline: classify -> segment -> inpaint -> composite.
+
+``Editor`` holds the three stages (and so their loaded models) for repeated work; ``edit()`` is
+the one-call convenience over a process-wide default ``Editor``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator, Optional
+
+import numpy as np
+
+from . import masks
+from .errors import DescriptionError, UnidentifiedRegionError
+from .types import (
+    Candidate,
+    Classification,
+    EditResult,
+    EditSettings,
+    Region,
+    StageTimings,
+    UnidentifiedPolicy,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    import PIL.Image
+
+    from .classify import Classifier
+    from .imageio import ImageLike, LoadedImage
+    from .inpaint import Inpainter
+    from .segment import Segmenter
+
+__all__ = ["Editor", "edit", "MaskResult"]
+
+log = logging.getLogger("regionedit")
+
+#: a foreground subject whose padded box covers less than this share of the image is generated
+#: on a crop, so it gets the model's full resolution instead of a few latent pixels
+CROP_BELOW_FRACTION = 0.35
+_CROP_PADDING_FRACTION = 0.25
+
+
+class MaskResult:
+    """What :meth:`Editor.mask` returns: the regenerated-region mask and what it was built from."""
+
+    def __init__(self, mask: np.ndarray, subject_alpha: np.ndarray, region: Region, source: str):
+        self.mask = mask  #: float32 HxW, 1 = would be regenerated
+        self.subject_alpha = subject_alpha  #: float32 HxW soft alpha of the subject
+        self.region = region
+        self.source = source  #: "input-alpha" or the segmenter's name
+
+    def image(self) -> "PIL.Image.Image":
+        return masks.to_image(self.mask)
+
+
+class Editor:
+    """Holds the classifier, segmenter and inpainter for repeated edits.
+
+    Stages are built on first use, and each loads its model once, so an ``Editor`` kept alive
+    across many calls pays the loading cost once::
+
+        editor = regionedit.Editor(inpaint_model="path/to/local/inpainting-model")
+        for path in photos:
+            editor.edit(path, "a mug on a desk", "a mug on a beach").save(out / path.name)
+
+    Any stage can be replaced by an object following its Protocol (``Classifier``,
+    ``Segmenter``, ``Inpainter``); the named keywords configure the default implementations.
+    """
+
+    def __init__(
+        self,
+        *,
+        classifier: "Classifier | str" = "auto",
+        segmenter: "Segmenter | None" = None,
+        inpainter: "Inpainter | str" = "diffusers",
+        llm_model: Optional[str] = None,
+        segment_model: str = "u2net",
+        segment_model_path: Optional[str] = None,
+        inpaint_model: Optional[str] = None,
+        device: Optional[str] = None,
+        dtype: Optional[str] = None,
+        attention_slicing: bool = False,
+        cpu_offload: bool = False,
+        color_match: bool = False,
+        crop_small_subjects: bool = True,
+    ) -> None:
+        self._classifier_spec = classifier
+        self._segmenter = segmenter
+        self._inpainter_spec = inpainter
+        self._classifier: Optional[Classifier] = None if isinstance(classifier, str) else classifier
+        self._inpainter: Optional[Inpainter] = None if isinstance(inpainter, str) else inpainter
+        self.llm_model = llm_model
+        self.segment_model = segment_model
+        self.segment_model_path = segment_model_path
+        self.inpaint_model = inpaint_model
+        self.device = device
+        self.dtype = dtype
+        self.attention_slicing = attention_slicing
+        self.cpu_offload = cpu_offload
+        self.color_match = color_match
+        self.crop_small_subjects = crop_small_subjects
+        self._build_lock = threading.Lock()
+        # One generation at a time per Editor: a device runs one pipeline call well, not two.
+        self._generate_lock = threading.Lock()
+
+    # -- components, built on first use -----------------------------------------------------
+
+    @property
+    def classifier(self) -> "Classifier":
+        with self._build_lock:
+            if self._classifier is None:
+                from .classify import get_classifier
+
+                kwargs: dict[str, Any] = {}
+                if self.llm_model and self._classifier_spec in ("auto", "llm"):
+                    kwargs["model"] = self.llm_model
+                self._classifier = get_classifier(str(self._classifier_spec), **kwargs)
+            return self._classifier
+
+    @property
+    def segmenter(self) -> "Segmenter":
+        with self._build_lock:
+            if self._segmenter is None:
+                from .segment import RembgSegmenter
+
+                self._segmenter = RembgSegmenter(
+                    self.segment_model, model_path=self.segment_model_path
+                )
+            return self._segmenter
+
+    @property
+    def inpainter(self) -> "Inpainter":
+        with self._build_lock:
+            if self._inpainter is None:
+                from .inpaint import get_inpainter
+
+                kwargs: dict[str, Any] = {}
+                if self._inpainter_spec == "diffusers":
+                    kwargs = dict(
+                        device=self.device,
+                        dtype=self.dtype,
+                        attention_slicing=self.attention_slicing,
+                        cpu_offload=self.cpu_offload,
+                    )
+                if self.inpaint_model:
+                    kwargs["model"] = self.inpaint_model
+                self._inpainter = get_inpainter(str(self._inpainter_spec), **kwargs)
+            return self._inpainter
+
+    # -- the stages, usable one by one -------------------------------------------------------
+
+    def classify(self, source: str, target: str) -> Classification:
+        """Ask the classifier which region the edit changes (may answer ``unidentified``)."""
+        _check_descriptions(source, target)
+        return self.classifier.classify(source, target)
+
+    def decide(
+        self,
+        source: str,
+        target: str,
+        *,
+        region: Optional[Region] = None,
+        on_unidentified: UnidentifiedPolicy = "error",
+    ) -> tuple[Region, Classification]:
+        """The region to regenerate: the caller's override, or the classifier's answer with the
+        unidentified policy applied."""
+        _check_descriptions(source, target)
+        if region is not None:
+            if region not in ("foreground", "background"):
+                raise ValueError(f"region must be 'foreground' or 'background', not {region!r}")
+            return region, Classification(
+                label=region, reason="region given by the caller", source="override"
+            )
+        decision = self.classifier.classify(source, target)
+        if decision.label != "unidentified":
+            return decision.label, decision
+        if on_unidentified == "error":
+            raise UnidentifiedRegionError(source, target, decision.reason)
+        log.warning(
+            "could not tell which region %r -> %r changes (%s); editing the %s as asked",
+            source, target, decision.reason, on_unidentified,
+        )
+        return on_unidentified, decision
+
+    def mask(
+        self,
+        image: "ImageLike | LoadedImage",
+        region: Region,
+        *,
+        grow: int = 6,
+        feather: int = 4,
+    ) -> MaskResult:
+        """The mask of the pixels an edit of ``region`` would regenerate (1 = regenerated)."""
+        from .imageio import LoadedImage, load_image
+        from .segment import subject_alpha_from_input
+
+        loaded = image if isinstance(image, LoadedImage) else load_image(image)
+        alpha = subject_alpha_from_input(loaded)
+        source = "input-alpha"
+        if alpha is None:
+            alpha = self.segmenter.subject_alpha(loaded.rgb)
+            source = self.segmenter.name
+        build = masks.foreground_mask if region == "foreground" else masks.background_mask
+        regen = build(alpha, grow_px=grow, feather_px=feather)
+        masks.check_coverage(regen, what=f"{region} mask")
+        return MaskResult(regen, alpha, region, source)
+
+    # -- the whole edit ----------------------------------------------------------------------
+
+    def edit(
+        self,
+        image: "ImageLike",
+        source: str,
+        target: str,
+        *,
+        region: Optional[Region] = None,
+        seed: Optional[int] = None,
+        steps: int = 30,
+        guidance_scale: float = 7.5,
+        strength: float = 1.0,
+        negative_prompt: Optional[str] = None,
+        candidates: int = 1,
+        grow: int = 6,
+        feather: int = 4,
+        on_unidentified: UnidentifiedPolicy = "error",
+        max_side: Optional[int] = None,
+    ) -> EditResult:
+        """Edit ``image`` so that it shows ``target`` instead of ``source``.
+
+        ``region`` skips the classifier. ``seed`` makes the result reproducible (one is drawn
+        and recorded when not given; candidate *i* uses ``seed + i``). Pixels outside the
+        returned ``mask`` are exactly the input's.
+        """
+        from .imageio import load_image, restore_mode
+
+        timings = StageTimings()
+        with _timed(timings, "load"):
+            loaded = load_image(image)
+        with _timed(timings, "classify"):
+            chosen, decision = self.decide(
+                source, target, region=region, on_unidentified=on_unidentified
+            )
+        with _timed(timings, "segment"):
+            made = self.mask(loaded, chosen, grow=grow, feather=feather)
+        if seed is None:
+            seed = secrets.randbelow(2**31)
+        settings = EditSettings(
+            source=source,
+            target=target,
+            region=region,
+            seed=seed,
+            steps=steps,
+            guidance_scale=guidance_scale,
+            strength=strength,
+            negative_prompt=negative_prompt,
+            candidates=candidates,
+            grow=grow,
+            feather=feather,
+            on_unidentified=on_unidentified,
+            max_side=max_side,
+        )
+        original = np.asarray(loaded.rgb)
+        outputs: list[Candidate] = []
+        for i in range(candidates):
+            with _timed(timings, "inpaint"):
+                generated = self._generate(loaded.rgb, made.mask, chosen, settings, seed + i)
+            with _timed(timings, "composite"):
+                if self.color_match:
+                    from .colormatch import match_colors
+
+                    generated = match_colors(generated, original, made.mask)
+                edited = masks.composite(original, generated, made.mask)
+                if chosen == "background":
+                    edited = masks.paste_subject(edited, original, made.subject_alpha)
+                from PIL import Image
+
+                outputs.append(
+                    Candidate(image=restore_mode(Image.fromarray(edited), loaded), seed=seed + i)
+                )
+        return EditResult(
+            image=outputs[0].image,
+            mask=made.mask,
+            region=chosen,
+            classification=decision,
+            settings=settings,
+            timings=timings,
+            candidates=outputs,
+            models=self._describe(made.source),
+            input_path=loaded.path,
+            input_sha256=loaded.sha256,
+        )
+
+    def _generate(
+        self,
+        rgb: "PIL.Image.Image",
+        mask: np.ndarray,
+        region: Region,
+        settings: EditSettings,
+        seed: int,
+    ) -> np.ndarray:
+        """Run the inpainter, on a crop around a small foreground subject; returns HxWx3 uint8."""
+        box = None
+        if self.crop_small_subjects and region == "foreground":
+            box = _small_subject_box(mask)
+        work_rgb, work_mask = rgb, mask
+        if box is not None:
+            left, top, right, bottom = box
+            work_rgb = rgb.crop(box)
+            work_mask = mask[top:bottom, left:right]
+        with self._generate_lock:
+            out = self.inpainter.inpaint(
+                work_rgb,
+                work_mask,
+                settings.target,
+                seed=seed,
+                negative_prompt=settings.negative_prompt,
+                steps=settings.steps,
+                guidance_scale=settings.guidance_scale,
+                strength=settings.strength,
+                max_side=settings.max_side,
+            )
+        generated = np.asarray(out.convert("RGB"))
+        if box is None:
+            return generated
+        full = np.array(rgb)
+        full[top:bottom, left:right] = generated
+        return full
+
+    def _describe(self, mask_source: str) -> dict[str, Any]:
+        from importlib import metadata
+
+        versions = {}
+        for dist in ("regionedit", "diffusers", "torch", "rembg", "openai", "transformers"):
+            try:
+                versions[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                pass
+        classifier = self._classifier
+        return {
+            "classifier": getattr(classifier, "name", None) if classifier else None,
+            "segmenter": (
+                {"segmenter": "input-alpha"}
+                if mask_source == "input-alpha"
+                else self.segmenter.describe()
+            ),
+            "inpainter": self.inpainter.describe(),
+            "versions": versions,
+        }
+
+
+def _small_subject_box(mask: np.ndarray) -> Optional[tuple[int, int, int, int]]:
+    height, width = mask.shape
+    padding = int(_CROP_PADDING_FRACTION * max(height, width) * 0.5)
+    box = masks.crop_box(mask, padding=padding, min_side=min(height, width) // 4)
+    if box is None:
+        return None
+    left, top, right, bottom = box
+    if (right - left) * (bottom - top) >= CROP_BELOW_FRACTION * height * width:
+        return None
+    return box
+
+
+def _check_descriptions(source: str, target: str) -> None:
+    for name, text in (("source", source), ("target", target)):
+        if not isinstance(text, str) or not text.strip():
+            raise DescriptionError(
+                f"The {name} description is empty. Describe what the image shows now (source) "
+                "and what it should show (target), e.g. 'a dog on grass' -> 'a dog on a beach'."
+            )
+
+
+@contextmanager
+def _timed(timings: StageTimings, stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        setattr(timings, stage, getattr(timings, stage) + time.perf_counter() - start)
+
+
+_default_editor: Optional[Editor] = None
+_default_lock = threading.Lock()
+
+
+def default_editor() -> Editor:
+    """The process-wide ``Editor`` behind :func:`edit`, created on first use."""
+    global _default_editor
+    with _default_lock:
+        if _default_editor is None:
+            _default_editor = Editor()
+        return _default_editor
+
+
+def edit(
+    image: "ImageLike",
+    source: str,
+    target: str,
+    *,
+    region: Optional[Region] = None,
+    seed: Optional[int] = None,
+    **kwargs: Any,
+) -> EditResult:
+    """Edit ``image`` (a path, ``PIL.Image`` or numpy array) from ``source`` to ``target``.
+
+    A convenience over a process-wide default :class:`Editor` (models load once per process);
+    keyword arguments are those of :meth:`Editor.edit`. Build your own ``Editor`` to choose
+    models, the device or another stage implementation.
+    """
+    return default_editor().edit(image, source, target, region=region, seed=seed, **kwargs)
