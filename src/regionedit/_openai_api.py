@@ -1,0 +1,288 @@
+"""Plumbing shared by everything that calls an OpenAI-compatible server (classifier, image edits).
+
+One place decides: where the endpoint is and which key it takes (:class:`Endpoint`), how often
+and how long a failed call is retried (:class:`RetryPolicy`, :func:`call_with_retries`), and how a
+failure is explained to the user (:func:`explain_failure`) without ever showing the API key.
+
+The openai client is built with ``max_retries=0``: its own retries would multiply with ours.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import os
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+if TYPE_CHECKING:  # pragma: no cover
+    import openai
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "Endpoint",
+    "LazyClient",
+    "RetryPolicy",
+    "CallFailed",
+    "call_with_retries",
+    "is_transient",
+    "retry_after_seconds",
+    "explain_failure",
+]
+
+logger = logging.getLogger("regionedit")
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: sent to servers that need no key (Ollama, vLLM, LM Studio): the client insists on one
+_PLACEHOLDER_KEY = "no-key-needed"
+_MAX_CAUSE_CHARS = 300
+
+T = TypeVar("T")
+
+
+class Endpoint(BaseModel):
+    """Where an OpenAI-compatible server is and the key it takes (``SecretStr``: never printed)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+
+    @classmethod
+    def resolve(cls, api_key: str | None = None, base_url: str | None = None) -> Endpoint:
+        """Arguments first, then ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``; empty counts as unset."""
+        key = api_key or os.environ.get("OPENAI_API_KEY") or None
+        url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        return cls(api_key=SecretStr(key) if key else None, base_url=url)
+
+    @property
+    def configured(self) -> bool:
+        """A key (for OpenAI) or a base URL (a local server may need no key) is known."""
+        return self.api_key is not None or self.base_url is not None
+
+    @property
+    def url(self) -> str:
+        """The base URL requests go to."""
+        return self.base_url or DEFAULT_BASE_URL
+
+    @property
+    def display_url(self) -> str:
+        """The base URL without a ``user:password@`` part: for messages and records."""
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.username is None and parts.password is None:
+            return self.url
+        host = parts.netloc.rpartition("@")[2]
+        return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+    @classmethod
+    def of_client(cls, client: openai.OpenAI) -> Endpoint:
+        """The endpoint an existing client talks to (its key kept only to redact messages)."""
+        key = client.api_key
+        return cls(api_key=SecretStr(key) if key else None, base_url=str(client.base_url))
+
+    def redact(self, text: str) -> str:
+        """``text`` with the API key, should a server have echoed it, replaced by ``***``."""
+        if self.api_key is None:
+            return text
+        secret = self.api_key.get_secret_value()
+        return text.replace(secret, "***") if len(secret) >= 4 else text
+
+
+class LazyClient:
+    """The openai client for one endpoint, built on first use: importing openai takes ~1 s.
+
+    A client passed in is used as given but with its own retries turned off. Thread-safe.
+    """
+
+    def __init__(
+        self, endpoint: Endpoint, timeout: float, client: openai.OpenAI | None = None
+    ) -> None:
+        self._endpoint = endpoint
+        self._timeout = timeout
+        self._client = client.with_options(max_retries=0, timeout=timeout) if client else None
+        self._lock = threading.Lock()
+
+    def get(self) -> openai.OpenAI:
+        with self._lock:
+            if self._client is None:
+                import openai
+
+                endpoint = self._endpoint
+                key = endpoint.api_key.get_secret_value() if endpoint.api_key else _PLACEHOLDER_KEY
+                self._client = openai.OpenAI(
+                    api_key=key, base_url=endpoint.url, timeout=self._timeout, max_retries=0
+                )
+            return self._client
+
+
+class RetryPolicy(BaseModel):
+    """How transient failures are retried: bounded attempts, exponential backoff with jitter."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_attempts: int = Field(4, ge=1, description="requests in all, the first one included")
+    backoff_base: float = Field(0.5, ge=0, description="seconds: the first wait is up to this")
+    backoff_max: float = Field(8.0, ge=0, description="seconds: no backoff wait is longer")
+    retry_after_max: float = Field(
+        60.0, ge=0, description="seconds: the longest server-requested (Retry-After) wait honoured"
+    )
+
+
+class CallFailed(Exception):
+    """A call failed for good: ``cause`` is the last openai error, ``attempts`` requests made."""
+
+    def __init__(self, cause: openai.OpenAIError, attempts: int) -> None:
+        super().__init__(f"{type(cause).__name__} after {attempts} attempt(s)")
+        self.cause = cause
+        self.attempts = attempts
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: connection problems, timeouts, 408, 409, 429 and 5xx answers.
+
+    A 429 that says the quota is used up is not transient: waiting does not refill it.
+    """
+    import openai
+
+    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code == 429:
+            return exc.code != "insufficient_quota"
+        return exc.status_code in (408, 409) or exc.status_code >= 500
+    return False
+
+
+def retry_after_seconds(exc: BaseException) -> float | None:
+    """The wait a server asked for (``retry-after-ms``, else ``Retry-After`` seconds or date)."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    headers = response.headers
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            value = float(headers.get(name, ""))
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            return max(0.0, value * scale)
+    date = headers.get("retry-after")
+    parsed = email.utils.parsedate_tz(date) if date else None
+    if parsed is None:
+        return None
+    return max(0.0, email.utils.mktime_tz(parsed) - time.time())
+
+
+def call_with_retries(
+    fn: Callable[[], T], policy: RetryPolicy, endpoint: Endpoint, *, what: str = "request"
+) -> T:
+    """Run ``fn``, retrying transient failures under ``policy``; retries are logged (redacted).
+
+    An openai error that is not retried, or the last one, comes out as :class:`CallFailed`;
+    any other exception ``fn`` raises passes through untouched, on the first attempt.
+
+    The wait before a retry is the server's Retry-After when it sent one (capped at
+    ``retry_after_max``), otherwise a random wait in a window that doubles each time ("full
+    jitter", so concurrent callers do not retry in lockstep), capped at ``backoff_max``.
+    """
+    import openai
+    import tenacity
+
+    backoff = tenacity.wait_random_exponential(
+        multiplier=policy.backoff_base, max=policy.backoff_max
+    )
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        assert state.outcome is not None
+        hinted = retry_after_seconds(state.outcome.exception())
+        if hinted is not None:
+            return min(hinted, policy.retry_after_max)
+        return backoff(state)
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        assert state.outcome is not None and state.next_action is not None
+        logger.info(
+            "%s failed (%s); retrying in %.2f s (attempt %d of %d)",
+            what,
+            endpoint.redact(_cause(state.outcome.exception())),
+            state.next_action.sleep,
+            state.attempt_number + 1,
+            policy.max_attempts,
+        )
+
+    attempts = 0
+
+    def attempt() -> T:
+        nonlocal attempts
+        attempts += 1
+        return fn()
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(policy.max_attempts),
+        wait=wait,
+        retry=tenacity.retry_if_exception(is_transient),
+        before_sleep=log_retry,
+        reraise=True,
+    )
+    try:
+        return retrying(attempt)
+    except openai.OpenAIError as exc:
+        raise CallFailed(exc, attempts) from exc
+
+
+def _cause(exc: BaseException | None) -> str:
+    """One short line naming what went wrong in a request."""
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        text = "the request timed out"
+    elif isinstance(exc, openai.APIConnectionError):
+        text = f"could not connect ({exc.__cause__ or exc})"
+    elif isinstance(exc, openai.APIStatusError):
+        # the client's message is "Error code: <status> - <the server's error message>"
+        detail = exc.message.removeprefix(f"Error code: {exc.status_code}").lstrip(" -")
+        text = f"HTTP {exc.status_code}" + (f": {detail}" if detail else "")
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_CAUSE_CHARS else text[: _MAX_CAUSE_CHARS - 3] + "..."
+
+
+def explain_failure(
+    exc: openai.OpenAIError, attempts: int, endpoint: Endpoint, *, model: str, what: str
+) -> str:
+    """A redacted one-line message: what failed, after how many attempts, what to check.
+
+    ``what`` names the call for the user ("the LLM region classifier", "the image edit").
+    """
+    import openai
+
+    cause = _cause(exc)
+    status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+    if status == 401:
+        advice = (
+            f"check that OPENAI_API_KEY (or api_key=) is a valid key for {endpoint.display_url}"
+        )
+    elif status == 403:
+        advice = f"check that the key may use model {model!r} (project and organisation access)"
+    elif status == 404:
+        advice = (
+            f"check the model name {model!r} and the base URL {endpoint.display_url} "
+            "(OpenAI-compatible servers usually end in /v1)"
+        )
+    elif status == 429 and not is_transient(exc):
+        advice = "the account's quota is used up: check the plan and billing of the key"
+    elif status is not None and not is_transient(exc):
+        advice = f"check the model name {model!r} and that the server supports this request"
+    else:
+        advice = (
+            f"check that the server at {endpoint.display_url} is running and reachable, then retry"
+        )
+    message = f"{what} failed after {attempts} attempt(s): {cause}. Next: {advice}."
+    return endpoint.redact(message)

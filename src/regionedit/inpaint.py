@@ -1,0 +1,451 @@
+"""Stage 3: regenerate the masked region with an inpainting model.
+
+An *inpainter* takes the image, a soft mask (1 = regenerate) and a prompt, and returns a
+freshly generated image of the same size. It does not composite: the editor pastes the
+original pixels back outside the mask, because inpainting pipelines shift colours there.
+
+Backends are looked up by name in :data:`INPAINTERS`; adding one means writing a class that
+follows :class:`Inpainter` and adding one line to the registry.
+
+The diffusers backend loads any inpainting checkpoint that
+``diffusers.AutoPipelineForInpainting`` understands, from a Hugging Face model id or from a
+local folder written by ``save_pretrained``. torch and diffusers are imported only when the
+model is loaded, so ``import regionedit`` stays light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+from .errors import InpaintError, ModelLoadError
+
+__all__ = [
+    "DEFAULT_INPAINT_MODEL",
+    "INPAINTERS",
+    "DiffusersInpainter",
+    "Inpainter",
+    "degenerate_output_reason",
+    "generation_size",
+    "get_inpainter",
+]
+
+logger = logging.getLogger("regionedit")
+
+#: Stable Diffusion 1.5 inpainting: 512 px native, runs on consumer GPUs, permissive licence.
+DEFAULT_INPAINT_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
+
+#: Generation sizes are rounded to this: the VAE works on 8x8 pixel blocks.
+SIZE_MULTIPLE = 8
+
+_DTYPE_NAMES = ("float16", "bfloat16", "float32")
+
+
+@runtime_checkable
+class Inpainter(Protocol):
+    """What the editor needs from an inpainting backend."""
+
+    name: str
+
+    def inpaint(
+        self,
+        image: Image.Image,
+        mask: np.ndarray,
+        prompt: str,
+        *,
+        seed: int,
+        negative_prompt: str | None = None,
+        steps: int = 30,
+        guidance_scale: float = 7.5,
+        strength: float = 1.0,
+        max_side: int | None = None,
+    ) -> Image.Image:
+        """Return a generated RGB image at ``image.size`` (not composited).
+
+        ``image`` is RGB; ``mask`` is float32 HxW in [0, 1], 1 meaning "regenerate".
+        """
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description of the backend and model, for the sidecar."""
+        ...
+
+
+#: Backend name -> "module:Class". Strings, so a backend's dependencies load only when chosen.
+INPAINTERS: dict[str, str] = {
+    "diffusers": "regionedit.inpaint:DiffusersInpainter",
+    "openai": "regionedit.inpaint_openai:OpenAIImageInpainter",
+}
+
+
+def get_inpainter(name: str = "diffusers", **kwargs: Any) -> Inpainter:
+    """Create the inpainting backend registered as ``name``, passing ``kwargs`` to it.
+
+    Raises ValueError naming the registered backends when ``name`` is unknown.
+    """
+    target = INPAINTERS.get(name)
+    if target is None:
+        known = ", ".join(sorted(INPAINTERS))
+        raise ValueError(f"Unknown inpainter {name!r}. Choose one of: {known}.")
+    module_name, class_name = target.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls(**kwargs)
+
+
+def generation_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """(width, height) to generate at for an image of ``size`` = (width, height).
+
+    The aspect ratio is kept, the longer side becomes ``long_side`` (rounded down to a
+    multiple of 8), the shorter is rounded to the nearest multiple of 8; both are at least 8.
+    """
+    width, height = size
+    if width < 1 or height < 1:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    longest = max(SIZE_MULTIPLE, long_side // SIZE_MULTIPLE * SIZE_MULTIPLE)
+    scale = longest / max(width, height)
+
+    def snap(side: int) -> int:
+        multiple = round(side * scale / SIZE_MULTIPLE) * SIZE_MULTIPLE
+        return min(longest, max(SIZE_MULTIPLE, multiple))
+
+    return snap(width), snap(height)
+
+
+def degenerate_output_reason(pixels: np.ndarray, *, flagged: bool = False) -> str | None:
+    """Why a generated image is unusable, or None when it is fine.
+
+    ``pixels`` is the pipeline's float output in [0, 1]. Half precision can overflow to NaN,
+    which the usual uint8 conversion silently turns black; the safety checker also replaces
+    a flagged image with black. ``flagged`` is the pipeline's NSFW verdict for this image.
+    """
+    if np.isnan(pixels).any():
+        return "NaN values (numerical overflow, common with float16)"
+    if flagged:
+        return "an image the model's safety checker flagged and blacked out"
+    if not pixels.any():
+        return "an all-black image"
+    return None
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA's OutOfMemoryError and the RuntimeError other backends (MPS) raise."""
+    if type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Hide the "Loading pipeline components" / "Loading weights" bars: a library does not print.
+
+    Hub download bars are left alone: a multi-gigabyte first download should show progress.
+    Also hides a deprecation warning diffusers triggers in huggingface_hub on every hub load,
+    which the user can do nothing about.
+    """
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    restore = []
+    for lib in (diffusers_logging, transformers_logging):
+        if lib.is_progress_bar_enabled():
+            lib.disable_progress_bar()
+            restore.append(lib)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
+            yield
+    finally:
+        for lib in restore:
+            lib.enable_progress_bar()
+
+
+class DiffusersInpainter:
+    """Inpainting with a diffusers pipeline, loaded lazily on first use.
+
+    ``model`` is a Hugging Face model id (downloaded once into the hub cache) or a local
+    folder written by ``pipeline.save_pretrained``; both go through
+    ``AutoPipelineForInpainting.from_pretrained``. Set ``HF_HUB_OFFLINE=1`` (or
+    ``local_files_only=True``) to forbid downloads.
+
+    ``device`` defaults to cuda, then mps, then cpu; ``dtype`` to float16 on a GPU and
+    float32 on CPU. ``attention_slicing`` and ``cpu_offload`` trade speed for GPU memory.
+
+    The model's safety checker, if it ships one (SD 1.5 inpainting does), is kept: a flagged
+    result is black, which :meth:`inpaint` treats like a failed generation. Pass
+    ``safety_checker=False`` to load the model without it.
+
+    Noise is drawn from a CPU ``torch.Generator`` seeded with ``seed``, so the same seed gives
+    the same starting noise on every device; on CPU the output is bit-for-bit repeatable.
+    """
+
+    name = "diffusers"
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = DEFAULT_INPAINT_MODEL,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        attention_slicing: bool = False,
+        cpu_offload: bool = False,
+        variant: str | None = None,
+        local_files_only: bool | None = None,
+        safety_checker: bool = True,
+    ) -> None:
+        if dtype is not None and dtype not in _DTYPE_NAMES:
+            raise ModelLoadError(
+                f"Unknown dtype {dtype!r} for the inpainting model. "
+                f"Use one of {', '.join(_DTYPE_NAMES)}, or leave it unset to choose automatically."
+            )
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+        self.attention_slicing = attention_slicing
+        self.cpu_offload = cpu_offload
+        self.variant = variant
+        self.local_files_only = local_files_only
+        self.safety_checker = safety_checker
+        self._pipe: Any = None
+        # what load() resolved "auto" to, for messages and describe()
+        self._device_name = device or "auto"
+        self._dtype_name = dtype or "auto"
+
+    # ----------------------------------------------------------------------- loading
+    def load(self) -> Any:
+        """Load the pipeline (once; later calls return the same object) and return it."""
+        if self._pipe is not None:
+            return self._pipe
+        import torch
+        from diffusers import AutoPipelineForInpainting
+
+        device = self.device or _auto_device(torch)
+        dtype_name = self.dtype or ("float32" if device.startswith("cpu") else "float16")
+        self._check_device(torch, device)
+
+        kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype_name)}
+        if self.variant is not None:
+            kwargs["variant"] = self.variant
+        if self.local_files_only is not None:
+            kwargs["local_files_only"] = self.local_files_only
+        if not self.safety_checker:
+            kwargs.update(safety_checker=None, requires_safety_checker=False)
+
+        logger.info("Loading inpainting model %s on %s (%s)", self.model, device, dtype_name)
+        try:
+            with _quiet_loading():
+                pipe = AutoPipelineForInpainting.from_pretrained(self.model, **kwargs)
+        except Exception as exc:  # any failure here means "this model cannot be loaded"
+            raise ModelLoadError(self._load_failure_message(exc)) from exc
+
+        try:
+            if self.cpu_offload:
+                pipe.enable_model_cpu_offload(device=device)
+            else:
+                pipe.to(device)
+        except Exception as exc:
+            if _is_out_of_memory(exc):
+                raise ModelLoadError(
+                    f"The inpainting model {self.model} does not fit in {device} memory. "
+                    "Try cpu_offload=True (CLI: --cpu-offload) or device='cpu'."
+                ) from exc
+            raise
+        if self.attention_slicing:
+            pipe.enable_attention_slicing()
+        pipe.set_progress_bar_config(disable=True)
+
+        self._device_name, self._dtype_name = device, dtype_name
+        self._pipe = pipe
+        return pipe
+
+    def _check_device(self, torch: Any, device: str) -> None:
+        """Fail early and clearly instead of with torch's assertion deep inside ``.to()``."""
+        kind = device.split(":")[0]
+        available = {
+            "cpu": True,
+            "cuda": torch.cuda.is_available(),
+            "mps": torch.backends.mps.is_available(),
+        }
+        if not available.get(kind, True):
+            raise ModelLoadError(
+                f"device={device!r} was requested but torch reports no {kind} device here. "
+                "Use device='cpu', or install the torch build for your GPU."
+            )
+        if self.cpu_offload and kind == "cpu":
+            raise ModelLoadError(
+                "cpu_offload=True moves model parts to a GPU only while they run, so it needs a "
+                "cuda or mps device; on CPU leave it off."
+            )
+
+    def _load_failure_message(self, exc: Exception) -> str:
+        """Say why ``self.model`` could not be loaded and how to make it loadable."""
+        model = str(self.model)
+        head = f"Could not load inpainting model {model!r}: {type(exc).__name__}: {exc}".rstrip()
+        if _looks_like_path(self.model):
+            advice = (
+                "A local model must be a folder written by `pipeline.save_pretrained(folder)`: "
+                "model_index.json plus one subfolder per component (unet, vae, text_encoder, "
+                "tokenizer, scheduler). Check the path, or re-save the folder."
+            )
+        else:
+            advice = (
+                f"Download it once with `hf download {model}` (older huggingface_hub: "
+                f"`huggingface-cli download {model}`) or run once with network access, or point "
+                "`model` at a local folder written by `pipeline.save_pretrained(folder)`."
+            )
+            if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+                advice += " HF_HUB_OFFLINE is set, so nothing is downloaded: unset it to download."
+        return f"{head}\n{advice}"
+
+    # ----------------------------------------------------------------------- generation
+    def inpaint(
+        self,
+        image: Image.Image,
+        mask: np.ndarray,
+        prompt: str,
+        *,
+        seed: int,
+        negative_prompt: str | None = None,
+        steps: int = 30,
+        guidance_scale: float = 7.5,
+        strength: float = 1.0,
+        max_side: int | None = None,
+    ) -> Image.Image:
+        """Regenerate the masked part of ``image`` and return the whole generated RGB image.
+
+        Generation runs at the model's native size (or ``max_side`` for the longer side),
+        aspect ratio kept; the result is resized back to ``image.size``. If the output is
+        NaN or black, it is retried once with ``seed + 1`` before raising InpaintError.
+        """
+        pixels_mask = np.asarray(mask, dtype=np.float32)
+        if pixels_mask.shape != (image.height, image.width):
+            raise InpaintError(
+                f"The mask is {pixels_mask.shape} but the image is {image.height}x{image.width} "
+                "(height x width); pass a mask of the image's size."
+            )
+        if not 0.0 < strength <= 1.0:
+            raise InpaintError(f"strength must be in (0, 1], got {strength}.")
+        if int(steps * strength) < 1:
+            raise InpaintError(
+                f"steps={steps} with strength={strength} leaves no denoising step; "
+                "raise steps or strength so that steps * strength >= 1."
+            )
+        if max_side is not None and max_side < SIZE_MULTIPLE:
+            raise InpaintError(f"max_side must be at least {SIZE_MULTIPLE}, got {max_side}.")
+
+        pipe = self.load()
+        size = generation_size(image.size, max_side or self.native_size)
+        small_image = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+        mask_u8 = np.round(np.clip(pixels_mask, 0.0, 1.0) * 255).astype(np.uint8)
+        small_mask = Image.fromarray(mask_u8, "L").resize(size, Image.Resampling.BILINEAR)
+        call = dict(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            image=small_image,
+            mask_image=small_mask,
+            width=size[0],
+            height=size[1],
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            strength=strength,
+        )
+
+        pixels, problem = self._generate(pipe, call, seed)
+        if problem is not None:
+            logger.warning("Inpainting with seed %d gave %s; retrying with seed %d.",
+                           seed, problem, seed + 1)
+            pixels, problem = self._generate(pipe, call, seed + 1)
+        if problem is not None:
+            raise InpaintError(
+                f"The inpainting model produced {problem} twice (seeds {seed} and {seed + 1}). "
+                "Try another seed or prompt; on a GPU try dtype='float32' (CLI: --dtype float32), "
+                "which avoids float16 overflow."
+            )
+
+        generated = Image.fromarray(np.round(pixels * 255).astype(np.uint8), "RGB")
+        if generated.size != image.size:
+            generated = generated.resize(image.size, Image.Resampling.LANCZOS)
+        return generated
+
+    def _generate(
+        self, pipe: Any, call: dict[str, Any], seed: int
+    ) -> tuple[np.ndarray, str | None]:
+        """One pipeline call: HxWx3 float pixels and why they are unusable (None if fine)."""
+        import torch
+
+        generator = torch.Generator("cpu").manual_seed(seed)
+        try:
+            out = pipe(**call, generator=generator, output_type="np")
+        except Exception as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()  # give the memory back so a smaller retry can succeed
+            raise InpaintError(
+                f"Out of memory generating at {call['width']}x{call['height']} on "
+                f"{self._device_name}. Try a smaller max_side (CLI: --max-side), "
+                "cpu_offload=True (CLI: --cpu-offload) or attention_slicing=True "
+                "(CLI: --attention-slicing)."
+            ) from exc
+        flags = getattr(out, "nsfw_content_detected", None)
+        pixels = np.asarray(out.images[0], dtype=np.float32)
+        return pixels, degenerate_output_reason(pixels, flagged=bool(flags and flags[0]))
+
+    # ----------------------------------------------------------------------- metadata
+    @property
+    def native_size(self) -> int:
+        """Longer side, in pixels, the loaded model was trained at (512 for SD 1.5)."""
+        return _native_size(self.load())
+
+    def describe(self) -> dict[str, Any]:
+        """Backend, model, device and versions, for the sidecar (``loaded`` False before load)."""
+        info: dict[str, Any] = {"inpainter": self.name, "model": str(self.model)}
+        info.update(loaded=self._pipe is not None, device=self._device_name, dtype=self._dtype_name)
+        if self._pipe is None:
+            return info
+        import diffusers
+
+        info.update(
+            pipeline=type(self._pipe).__name__,
+            native_size=_native_size(self._pipe),
+            safety_checker=getattr(self._pipe, "safety_checker", None) is not None,
+            diffusers_version=diffusers.__version__,
+        )
+        return info
+
+
+def _auto_device(torch: Any) -> str:
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _native_size(pipe: Any) -> int:
+    """The model's training resolution: latent sample size times the VAE's downscale factor."""
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    sample = getattr(getattr(denoiser, "config", None), "sample_size", None)
+    if sample is None:  # e.g. Flux keeps it on the pipeline
+        sample = getattr(pipe, "default_sample_size", None)
+    if isinstance(sample, (list, tuple)):
+        sample = max(sample)
+    if not sample:
+        return 512
+    return int(sample) * int(getattr(pipe, "vae_scale_factor", 8))
+
+
+def _looks_like_path(model: str | os.PathLike[str]) -> bool:
+    """True when ``model`` is meant as a local folder rather than a hub id like "org/name"."""
+    if isinstance(model, os.PathLike) or Path(model).exists():
+        return True
+    text = str(model)
+    return text.startswith((".", "/", "~", "\\")) or "\\" in text or text.count("/") > 1

@@ -1,0 +1,237 @@
+"""Inpainting through an OpenAI-compatible image edit endpoint (``POST /v1/images/edits``).
+
+No local model: the image, a mask and the prompt go to the endpoint, which returns the edited
+image. The endpoint only generates at a few fixed sizes, so the image is scaled and padded to
+the closest one and the result cropped and scaled back. Like every inpainter it returns the
+generated image uncomposited; the editor pastes the original pixels back outside the mask.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from ._openai_api import (
+    CallFailed,
+    Endpoint,
+    LazyClient,
+    RetryPolicy,
+    call_with_retries,
+    explain_failure,
+)
+from .errors import InpaintError, ModelLoadError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import openai
+
+__all__ = ["DEFAULT_IMAGE_MODEL", "OpenAIImageInpainter", "endpoint_size"]
+
+logger = logging.getLogger("regionedit")
+
+#: gpt-image-1 is shut down (openai SDK notes, 2026-10-23); 1.5 takes masks and the same sizes
+DEFAULT_IMAGE_MODEL = "gpt-image-1.5"
+
+#: the sizes (width, height) each model family generates at
+_GPT_IMAGE_SIZES = ((1024, 1024), (1536, 1024), (1024, 1536))
+_DALL_E_2_SIZES = ((256, 256), (512, 512), (1024, 1024))
+
+_USE_DIFFUSERS = "or use the local inpainter (inpainter='diffusers', CLI: --inpainter diffusers)"
+
+
+def endpoint_size(width: int, height: int, model: str) -> tuple[int, int]:
+    """The generation size for ``model`` whose aspect ratio is closest to ``width x height``.
+
+    dall-e-2 generates squares (the smallest that does not downscale the image, else 1024);
+    GPT image models generate 1024x1024, 1536x1024 or 1024x1536.
+    """
+    if model.startswith("dall-e-2"):
+        return next(
+            (size for size in _DALL_E_2_SIZES if size[0] >= max(width, height)), (1024, 1024)
+        )
+    aspect = math.log(width / height)
+    return min(_GPT_IMAGE_SIZES, key=lambda size: abs(math.log(size[0] / size[1]) - aspect))
+
+
+def _parse_size(size: str) -> tuple[int, int]:
+    try:
+        width, height = (int(side) for side in size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must look like '1024x1024', got {size!r}") from None
+    return width, height
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class OpenAIImageInpainter:
+    """Inpaint with an OpenAI-compatible image edit endpoint (``client.images.edit``).
+
+    ``api_key`` and ``base_url`` default to ``$OPENAI_API_KEY`` and ``$OPENAI_BASE_URL``.
+    ``size`` ("WIDTHxHEIGHT") forces the generation size; by default the endpoint size closest
+    to the image's aspect ratio is used (:func:`endpoint_size`). Transient failures are retried
+    with the same policy as the LLM classifier (``max_attempts`` requests in all).
+
+    The endpoint has no seed, step count, guidance or strength: ``seed`` is accepted (the editor
+    records it) but the result is not reproducible, and the other knobs are ignored.
+    ``negative_prompt`` is appended to the prompt as "Avoid: ...". ``max_side`` has no effect:
+    the endpoint decides the resolution.
+
+    Raises ModelLoadError when no endpoint is configured or the endpoint refuses the key or the
+    model, InpaintError when an edit fails.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str = DEFAULT_IMAGE_MODEL,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        size: str | None = None,
+        timeout: float = 120,
+        max_attempts: int = 4,
+        client: openai.OpenAI | None = None,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+    ) -> None:
+        self.model = model
+        self.size = _parse_size(size) if size else None
+        self.policy = RetryPolicy(
+            max_attempts=max_attempts, backoff_base=backoff_base, backoff_max=backoff_max
+        )
+        if client is not None:
+            self._endpoint = Endpoint.of_client(client)
+        else:
+            self._endpoint = Endpoint.resolve(api_key, base_url)
+            if not self._endpoint.configured:
+                raise ModelLoadError(
+                    "The OpenAI image inpainter needs an endpoint: set OPENAI_API_KEY (or "
+                    f"OPENAI_BASE_URL for an OpenAI-compatible server), {_USE_DIFFUSERS}."
+                )
+        self._client = LazyClient(self._endpoint, timeout, client)
+
+    def inpaint(
+        self,
+        image: Image.Image,
+        mask: np.ndarray,
+        prompt: str,
+        *,
+        seed: int,
+        negative_prompt: str | None = None,
+        steps: int = 30,
+        guidance_scale: float = 7.5,
+        strength: float = 1.0,
+        max_side: int | None = None,
+    ) -> Image.Image:
+        """Regenerate the region where ``mask`` > 0; returns an RGB image at ``image.size``."""
+        image = image.convert("RGB")
+        width, height = image.size
+        mask = np.asarray(mask, dtype=np.float32)
+        if mask.shape != (height, width):
+            raise InpaintError(
+                f"The mask is {mask.shape} but the image is {height}x{width} (height x width); "
+                "pass a mask of the image's size."
+            )
+        if not (mask > 0).any():
+            logger.debug("Empty mask: nothing to regenerate, no request sent")
+            return image.copy()
+
+        gen_width, gen_height = self.size or endpoint_size(width, height, self.model)
+        # scale to fit inside the generation size, then pad: the aspect ratio is kept
+        scale = min(gen_width / width, gen_height / height)
+        fit_width = max(1, round(width * scale))
+        fit_height = max(1, round(height * scale))
+        left, top = (gen_width - fit_width) // 2, (gen_height - fit_height) // 2
+        fitted = (left, top, left + fit_width, top + fit_height)
+
+        canvas = Image.new("RGB", (gen_width, gen_height))
+        canvas.paste(image.resize((fit_width, fit_height), Image.Resampling.LANCZOS), fitted[:2])
+        mask_image = Image.fromarray(mask).resize(
+            (fit_width, fit_height), Image.Resampling.BILINEAR
+        )
+        # The endpoint edits where the mask PNG is fully transparent; the padding stays opaque
+        # (kept). Any weight > 0 is regenerated, so the editor's soft seam blends into new pixels.
+        alpha = np.full((gen_height, gen_width), 255, dtype=np.uint8)
+        alpha[top : top + fit_height, left : left + fit_width][np.asarray(mask_image) > 0] = 0
+        mask_rgba = np.zeros((gen_height, gen_width, 4), dtype=np.uint8)
+        mask_rgba[..., 3] = alpha
+
+        if negative_prompt:
+            prompt = f"{prompt}\nAvoid: {negative_prompt}"
+        request: dict[str, Any] = dict(
+            model=self.model,
+            image=("image.png", _png(canvas), "image/png"),
+            mask=("mask.png", _png(Image.fromarray(mask_rgba)), "image/png"),
+            prompt=prompt,
+            size=f"{gen_width}x{gen_height}",
+            n=1,
+        )
+        if self.model.startswith("dall-e"):
+            request["response_format"] = "b64_json"  # GPT image models always answer base64
+
+        try:
+            response = call_with_retries(
+                lambda: self._client.get().images.edit(**request),
+                self.policy,
+                self._endpoint,
+                what="Image edit",
+            )
+        except CallFailed as failure:
+            raise self._error(failure) from failure.cause
+
+        generated = self._decode(response)
+        if generated.size != (gen_width, gen_height):
+            generated = generated.resize((gen_width, gen_height), Image.Resampling.LANCZOS)
+        return generated.crop(fitted).resize((width, height), Image.Resampling.LANCZOS)
+
+    def _error(self, failure: CallFailed) -> InpaintError | ModelLoadError:
+        message = explain_failure(
+            failure.cause,
+            failure.attempts,
+            self._endpoint,
+            model=self.model,
+            what=f"The image edit ({self.model})",
+        )
+        status = getattr(failure.cause, "status_code", None)
+        cls = ModelLoadError if status in (401, 403, 404) else InpaintError
+        return cls(f"{message} Or {_USE_DIFFUSERS}.")
+
+    def _decode(self, response: Any) -> Image.Image:
+        """The first image of an ImagesResponse, as RGB; InpaintError if there is none."""
+        data = response.data or []
+        if not data or not data[0].b64_json:
+            got = "a URL" if data and data[0].url else "no image"
+            raise InpaintError(
+                f"The image edit endpoint at {self._endpoint.display_url} returned {got}, not "
+                "base64 image data (b64_json); regionedit needs the image in the answer. Use a "
+                f"GPT image model, {_USE_DIFFUSERS}."
+            )
+        try:
+            with Image.open(io.BytesIO(base64.b64decode(data[0].b64_json))) as generated:
+                return generated.convert("RGB")
+        except (OSError, ValueError) as exc:
+            raise InpaintError(
+                f"The image edit endpoint returned data that is not an image ({exc}); retry, "
+                f"{_USE_DIFFUSERS}."
+            ) from exc
+
+    def describe(self) -> dict[str, Any]:
+        """Backend, model and endpoint (never the key), for the sidecar."""
+        return {
+            "inpainter": self.name,
+            "model": self.model,
+            "base_url": self._endpoint.display_url,
+            "size": f"{self.size[0]}x{self.size[1]}" if self.size else "closest to the image",
+            # the endpoint takes no seed: the same settings give a different image each time
+            "seed_honoured": False,
+        }
