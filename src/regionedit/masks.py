@@ -1,0 +1,268 @@
+"""Pure mask arithmetic on numpy arrays: threshold, grow/shrink, feather, composite.
+
+Conventions: a *mask* is bool HxW or float32 HxW in [0, 1], 1 meaning "regenerate this pixel";
+an *alpha* is the subject's soft matte, float32 HxW in [0, 1], 1 meaning "subject". Every
+function works at full resolution and stays within a few full-size float32/bool buffers, so
+24-megapixel photos are fine. The image border never counts as a mask edge: a subject cut by
+the frame is not shrunk or feathered along the frame.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from .errors import SegmentationError
+
+__all__ = [
+    "binarize",
+    "grow",
+    "shrink",
+    "invert",
+    "feather",
+    "foreground_mask",
+    "background_mask",
+    "coverage",
+    "check_coverage",
+    "composite",
+    "paste_subject",
+    "has_meaningful_alpha",
+    "to_image",
+    "from_image",
+    "crop_box",
+]
+
+#: share of pixels that must be transparent, and opaque, for an input alpha to count as a matte
+MEANINGFUL_ALPHA_SHARE = 0.01
+# Side of the square tiles distance transforms run on (see _distance_inside).
+_TILE = 512
+
+_RETRY_ADVICE = (
+    "Try another segmentation model (e.g. 'isnet-general-use' or 'birefnet-general'), supply "
+    "the subject yourself as the alpha channel of an RGBA (PNG) input, or, if the wrong region "
+    "was chosen, pass region='foreground' or region='background' (CLI: --region)."
+)
+
+
+def binarize(alpha: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """bool HxW: pixels whose alpha is at least ``threshold`` (integer alphas are scaled first)."""
+    alpha = np.asarray(alpha)
+    if np.issubdtype(alpha.dtype, np.integer):
+        return alpha >= threshold * np.iinfo(alpha.dtype).max
+    return alpha >= threshold
+
+
+def invert(mask: np.ndarray) -> np.ndarray:
+    """bool HxW: the pixels outside ``mask``."""
+    return ~np.asarray(mask, dtype=bool)
+
+
+def grow(mask: np.ndarray, px: int) -> np.ndarray:
+    """Dilate ``mask`` by a disk of radius ``px``: every pixel within ``px`` of the mask."""
+    mask = _check_bool(mask)
+    _check_px(px)
+    if px == 0:
+        return mask.copy()
+    return _distance_inside(~mask, reach=px) <= px
+
+
+def shrink(mask: np.ndarray, px: int) -> np.ndarray:
+    """Erode ``mask`` by a disk of radius ``px`` (the image border does not erode it)."""
+    mask = _check_bool(mask)
+    _check_px(px)
+    if px == 0:
+        return mask.copy()
+    return _distance_inside(mask, reach=px) > px
+
+
+def feather(mask: np.ndarray, px: int) -> np.ndarray:
+    """float32 HxW: 0 outside ``mask``, rising linearly to 1 at ``px`` pixels inside its edge.
+
+    The ramp lies entirely inside ``mask``, so pixels outside it stay exactly 0: the ``px``
+    pixels nearest the edge get 0.5/px, 1.5/px, ... (the edge runs half a pixel outside the
+    first pixel centre).
+    """
+    mask = _check_bool(mask)
+    _check_px(px)
+    if px == 0:
+        return mask.astype(np.float32)
+    ramp = _distance_inside(mask, reach=px + 1)
+    ramp -= np.float32(0.5)
+    ramp /= np.float32(px)
+    np.clip(ramp, np.float32(0.0), np.float32(1.0), out=ramp)
+    return ramp
+
+
+def foreground_mask(alpha: np.ndarray, *, grow_px: int, feather_px: int) -> np.ndarray:
+    """Regeneration mask for a subject edit: the subject grown by ``grow_px``, then feathered.
+
+    With ``grow_px >= feather_px`` the soft seam lies in the background just outside the
+    subject, so the whole subject is regenerated.
+    """
+    return feather(grow(binarize(alpha), grow_px), feather_px)
+
+
+def background_mask(alpha: np.ndarray, *, grow_px: int, feather_px: int) -> np.ndarray:
+    """Regeneration mask for a background edit: everything but the subject, reaching
+    ``grow_px`` pixels into the subject's edge (where halo pixels hide), then feathered."""
+    return feather(grow(invert(binarize(alpha)), grow_px), feather_px)
+
+
+def coverage(mask: np.ndarray) -> float:
+    """Fraction of pixels where ``mask`` is above 0."""
+    mask = np.asarray(mask)
+    if mask.size == 0:
+        return 0.0
+    return float(np.count_nonzero(mask > 0)) / mask.size
+
+
+def check_coverage(
+    mask: np.ndarray,
+    *,
+    min_fraction: float = 0.001,
+    max_fraction: float = 0.999,
+    what: str = "mask",
+) -> None:
+    """Raise :class:`~regionedit.errors.SegmentationError` when ``mask`` is (nearly) empty or
+    (nearly) the whole image: editing would then change nothing, or everything."""
+    share = coverage(mask)
+    if share < min_fraction:
+        raise SegmentationError(
+            f"The {what} is empty ({share:.2%} of the image): the segmenter found no subject. "
+            + _RETRY_ADVICE
+        )
+    if share > max_fraction:
+        raise SegmentationError(
+            f"The {what} covers the whole image ({share:.2%}): the segmenter found no "
+            "separate subject and background. " + _RETRY_ADVICE
+        )
+
+
+def composite(original: np.ndarray, generated: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """uint8 HxWx3: ``original`` exactly where ``mask == 0``, ``generated`` exactly where
+    ``mask == 1``, and the rounded linear blend in between."""
+    original = np.asarray(original)
+    generated = np.asarray(generated)
+    mask = np.asarray(mask)
+    if original.shape != generated.shape or original.shape[:2] != mask.shape:
+        raise ValueError(
+            f"composite needs equal sizes: original {original.shape}, generated "
+            f"{generated.shape}, mask {mask.shape}"
+        )
+    full = mask >= 1
+    out = np.where(full[..., None], generated, original).astype(np.uint8, copy=False)
+    # Only the thin soft seam is blended in float, so memory stays proportional to the seam.
+    soft = (mask > 0) & ~full
+    weight = mask[soft].astype(np.float32)[:, None]
+    base = original[soft].astype(np.float32)
+    blend = base + (generated[soft].astype(np.float32) - base) * weight
+    out[soft] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+    return out
+
+
+def paste_subject(image: np.ndarray, original: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """uint8 HxWx3: the original subject pasted over ``image`` with its soft ``alpha``;
+    exactly ``original`` where ``alpha == 1`` and exactly ``image`` where ``alpha == 0``."""
+    return composite(image, original, alpha)
+
+
+def has_meaningful_alpha(alpha: np.ndarray | None) -> bool:
+    """Whether an input's alpha channel separates a subject from its surroundings: at least
+    :data:`MEANINGFUL_ALPHA_SHARE` of the pixels transparent and as many opaque."""
+    if alpha is None or np.asarray(alpha).size == 0:
+        return False
+    opaque = coverage(binarize(alpha))
+    return MEANINGFUL_ALPHA_SHARE <= opaque <= 1.0 - MEANINGFUL_ALPHA_SHARE
+
+
+def to_image(mask: np.ndarray) -> Image.Image:
+    """8-bit grayscale PIL image of ``mask`` (white = 1)."""
+    values = np.asarray(mask, dtype=np.float32)
+    return Image.fromarray(np.rint(np.clip(values, 0.0, 1.0) * 255.0).astype(np.uint8), mode="L")
+
+
+def from_image(img: Image.Image) -> np.ndarray:
+    """float32 HxW in [0, 1] from a grayscale (or any) PIL image."""
+    values = np.asarray(img.convert("L"), dtype=np.float32)
+    values /= 255.0
+    return values
+
+
+def crop_box(
+    mask: np.ndarray, *, padding: int, min_side: int = 0
+) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom), right/bottom exclusive as in PIL: the bounding box of
+    ``mask > 0`` grown by ``padding`` and to at least ``min_side`` per side where the image is
+    large enough, clipped to the image. None for an empty mask."""
+    box = _bbox(np.asarray(mask) > 0)
+    if box is None:
+        return None
+    height, width = np.asarray(mask).shape
+    top, bottom, left, right = box
+    left, right = _widen(left - padding, right + padding, min_side, width)
+    top, bottom = _widen(top - padding, bottom + padding, min_side, height)
+    return left, top, right, bottom
+
+
+def _widen(start: int, stop: int, min_len: int, limit: int) -> tuple[int, int]:
+    """Clip [start, stop) to [0, limit), widened around its centre to ``min_len`` if possible."""
+    start, stop = max(start, 0), min(stop, limit)
+    missing = min(min_len, limit) - (stop - start)
+    if missing > 0:
+        start -= missing // 2
+        stop += missing - missing // 2
+        # Shift back inside the image rather than lose length at an edge.
+        if start < 0:
+            stop, start = stop - start, 0
+        if stop > limit:
+            start, stop = start - (stop - limit), limit
+    return start, stop
+
+
+def _check_bool(mask: np.ndarray) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"expected a HxW mask, got shape {mask.shape}")
+    return mask if mask.dtype == bool else mask > 0
+
+
+def _check_px(px: int) -> None:
+    if px < 0:
+        raise ValueError(f"pixel distances must be >= 0, got {px}")
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right), bottom/right exclusive, of the True pixels; None if none."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _distance_inside(inside: np.ndarray, *, reach: int) -> np.ndarray:
+    """float32 HxW: Euclidean distance of each True pixel to the nearest False one, 0 on False.
+
+    Exact up to ``reach``; farther pixels read some value above ``reach`` (possibly ``inf``),
+    which is all the callers need to know about them. Only False pixels count as outside
+    (not the image border). Computed tile by tile, each tile with a ``reach``-wide halo: only
+    tiles along an edge run a distance transform, which keeps large photos fast and lean.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    height, width = inside.shape
+    out = np.empty(inside.shape, dtype=np.float32)
+    for top in range(0, height, _TILE):
+        for left in range(0, width, _TILE):
+            tile = np.s_[top : top + _TILE, left : left + _TILE]
+            win_top, win_left = max(top - reach, 0), max(left - reach, 0)
+            window = inside[win_top : top + _TILE + reach, win_left : left + _TILE + reach]
+            if window.all():  # no False pixel within reach
+                out[tile] = np.inf
+            elif not inside[tile].any():
+                out[tile] = 0.0
+            else:
+                rows, cols = top - win_top, left - win_left
+                distances = distance_transform_edt(window)
+                out[tile] = distances[rows : rows + _TILE, cols : cols + _TILE]
+    return out

@@ -1,0 +1,290 @@
+"""Mask arithmetic: unit tests plus hypothesis properties against brute-force definitions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from PIL import Image
+
+from regionedit import masks
+from regionedit.errors import SegmentationError
+
+# no deadline: the first example of a run pays for importing scipy
+properties = settings(max_examples=60, deadline=None)
+
+small_masks = arrays(
+    bool, st.tuples(st.integers(1, 14), st.integers(1, 14)), elements=st.booleans()
+)
+radii = st.integers(0, 5)
+
+
+def _disk_dilation(mask: np.ndarray, px: int) -> np.ndarray:
+    """Brute force: every pixel within Euclidean distance px of some mask pixel."""
+    ys, xs = np.nonzero(mask)
+    yy, xx = np.mgrid[: mask.shape[0], : mask.shape[1]]
+    if ys.size == 0:
+        return np.zeros_like(mask)
+    dist2 = (yy[..., None] - ys) ** 2 + (xx[..., None] - xs) ** 2
+    return (dist2 <= px * px).any(axis=-1)
+
+
+def _disk(height: int, width: int, cy: float, cx: float, r: float) -> np.ndarray:
+    yy, xx = np.mgrid[:height, :width]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+# -- grow / shrink / invert / binarize -------------------------------------------------------
+
+
+@properties
+@given(small_masks, radii)
+def test_grow_is_disk_dilation(mask: np.ndarray, px: int) -> None:
+    np.testing.assert_array_equal(masks.grow(mask, px), _disk_dilation(mask, px))
+
+
+@properties
+@given(small_masks, radii)
+def test_shrink_is_the_dual_of_grow(mask: np.ndarray, px: int) -> None:
+    # eroding the mask == growing its complement, and the image border never erodes
+    np.testing.assert_array_equal(masks.shrink(mask, px), ~_disk_dilation(~mask, px))
+
+
+@properties
+@given(small_masks, radii, radii)
+def test_grow_is_monotone(mask: np.ndarray, a: int, b: int) -> None:
+    small, large = sorted((a, b))
+    grown_small, grown_large = masks.grow(mask, small), masks.grow(mask, large)
+    assert not (mask & ~grown_small).any()
+    assert not (grown_small & ~grown_large).any()
+
+
+def test_grow_and_shrink_across_tile_borders() -> None:
+    # larger than one internal tile, so the halo logic is exercised on a real-sized mask
+    from scipy.ndimage import distance_transform_edt
+
+    mask = _disk(1100, 1300, 540, 700, 300)
+    grown = masks.grow(mask, 20)
+    np.testing.assert_array_equal(grown, distance_transform_edt(~mask) <= 20)
+    assert grown[540, 700 + 320] and not grown[540, 700 + 322]
+    shrunk = masks.shrink(mask, 20)
+    assert shrunk[540, 700 + 279] and not shrunk[540, 700 + 281]
+
+
+def test_shrink_keeps_a_subject_cut_by_the_frame() -> None:
+    mask = np.zeros((20, 20), bool)
+    mask[10:, :] = True  # subject continues below the image
+    shrunk = masks.shrink(mask, 3)
+    assert shrunk[19].all() and not shrunk[12].any() and shrunk[14].all()
+
+
+def test_px_zero_and_empty_masks() -> None:
+    mask = _disk(10, 10, 5, 5, 3)
+    np.testing.assert_array_equal(masks.grow(mask, 0), mask)
+    np.testing.assert_array_equal(masks.shrink(mask, 0), mask)
+    empty = np.zeros((6, 7), bool)
+    assert not masks.grow(empty, 3).any() and not masks.shrink(empty, 3).any()
+    assert masks.shrink(~empty, 3).all() and masks.grow(~empty, 3).all()
+    with pytest.raises(ValueError, match=">= 0"):
+        masks.grow(mask, -1)
+
+
+def test_binarize_and_invert() -> None:
+    alpha = np.array([[0.0, 0.49, 0.5, 1.0]], np.float32)
+    np.testing.assert_array_equal(masks.binarize(alpha), [[False, False, True, True]])
+    np.testing.assert_array_equal(masks.binarize(alpha, 0.2), [[False, True, True, True]])
+    np.testing.assert_array_equal(
+        masks.binarize(np.array([[0, 127, 128, 255]], np.uint8)), [[False, False, True, True]]
+    )
+    np.testing.assert_array_equal(masks.invert(np.array([[True, False]])), [[False, True]])
+
+
+# -- feather ---------------------------------------------------------------------------------
+
+
+@properties
+@given(small_masks, st.integers(0, 6))
+def test_feather_is_zero_outside_and_within_unit_range(mask: np.ndarray, px: int) -> None:
+    soft = masks.feather(mask, px)
+    assert soft.dtype == np.float32 and soft.shape == mask.shape
+    assert (soft[~mask] == 0).all()
+    assert (soft >= 0).all() and (soft <= 1).all()
+    assert (soft[mask] > 0).all()
+    # full strength only where the ramp is over: more than px pixels inside the edge
+    full = soft == 1
+    assert not (full & ~masks.shrink(mask, px)).any()
+    assert not (masks.shrink(mask, px + 1) & ~full).any()
+
+
+def test_feather_ramp_values() -> None:
+    mask = np.zeros((12, 20), bool)
+    mask[:, 10:] = True
+    row = masks.feather(mask, 4)[6]
+    np.testing.assert_allclose(row[8:16], [0, 0, 0.125, 0.375, 0.625, 0.875, 1, 1])
+    np.testing.assert_array_equal(masks.feather(mask, 0), mask.astype(np.float32))
+
+
+# -- foreground / background masks -----------------------------------------------------------
+
+
+def _subject(height: int = 60, width: int = 80) -> np.ndarray:
+    """Soft alpha: a disk with a 2-pixel soft edge."""
+    yy, xx = np.mgrid[:height, :width]
+    dist = np.hypot(yy - 30, xx - 40)
+    return np.clip((20 - dist) / 2 + 0.5, 0, 1).astype(np.float32)
+
+
+def test_foreground_mask_covers_the_grown_subject() -> None:
+    alpha = _subject()
+    fg = masks.foreground_mask(alpha, grow_px=6, feather_px=4)
+    subject = masks.binarize(alpha)
+    assert fg.dtype == np.float32
+    assert (fg[subject] == 1).all()  # grow >= feather: the whole subject is regenerated
+    assert (fg[~masks.grow(subject, 6)] == 0).all()
+    assert 0 < fg[30, 40 + 24] < 1  # the soft seam lies in the grown band
+
+
+@properties
+@given(st.integers(0, 8), st.integers(0, 8))
+def test_background_mask_reaches_into_the_subject_by_grow_px(grow_px: int, feather_px: int) -> None:
+    alpha = _subject()
+    bg = masks.background_mask(alpha, grow_px=grow_px, feather_px=feather_px)
+    subject = masks.binarize(alpha)
+    reach = masks.grow(~subject, grow_px)
+    np.testing.assert_array_equal(bg > 0, reach)
+    assert (bg[masks.shrink(subject, grow_px)] == 0).all()
+    assert (bg[~_disk(60, 80, 30, 40, 30)] == 1).all()  # the true background: fully
+
+
+def test_background_mask_of_a_soft_edge_example() -> None:
+    alpha = _subject()
+    bg = masks.background_mask(alpha, grow_px=3, feather_px=2)
+    row = bg[30]
+    # the subject's last pixel on the right is x = 60; the mask reaches 3 px into it (x = 58..)
+    assert row[40] == 0 and row[57] == 0
+    assert row[58] == pytest.approx(0.25) and row[59] == pytest.approx(0.75)
+    assert row[60] == 1 and row[70] == 1
+
+
+# -- coverage --------------------------------------------------------------------------------
+
+
+@properties
+@given(small_masks)
+def test_coverage_is_the_share_of_positive_pixels(mask: np.ndarray) -> None:
+    assert masks.coverage(mask) == pytest.approx(mask.mean())
+    assert masks.coverage(mask.astype(np.float32) * 0.3) == pytest.approx(mask.mean())
+
+
+def test_check_coverage_refuses_empty_and_full_masks() -> None:
+    with pytest.raises(SegmentationError, match="found no subject") as info:
+        masks.check_coverage(np.zeros((50, 50), np.float32), what="foreground mask")
+    message = str(info.value)
+    assert "foreground mask" in message and "region=" in message and "RGBA" in message
+    assert "segmentation model" in message
+    with pytest.raises(SegmentationError, match="covers the whole image"):
+        masks.check_coverage(np.ones((50, 50), np.float32))
+    masks.check_coverage(masks.feather(_disk(50, 50, 25, 25, 10), 2))
+    masks.check_coverage(np.ones((50, 50)), max_fraction=1.0)
+
+
+# -- composite / paste_subject ---------------------------------------------------------------
+
+images = arrays(np.uint8, (9, 11, 3))
+soft_masks = arrays(
+    np.float32,
+    (9, 11),
+    elements=st.one_of(st.just(0.0), st.just(1.0), st.floats(0, 1, width=32)),
+)
+
+
+@properties
+@given(images, images, soft_masks)
+def test_composite_is_exact_outside_the_mask_and_inside_it(
+    original: np.ndarray, generated: np.ndarray, mask: np.ndarray
+) -> None:
+    out = masks.composite(original, generated, mask)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out[mask == 0], original[mask == 0])
+    np.testing.assert_array_equal(out[mask == 1], generated[mask == 1])
+    expected = np.rint(original + (generated.astype(float) - original) * mask[..., None])
+    np.testing.assert_allclose(out, expected, atol=1)
+
+
+def test_composite_blend_rounds() -> None:
+    original = np.full((8, 8, 3), 10, np.uint8)
+    generated = np.full((8, 8, 3), 20, np.uint8)
+    mask = np.full((8, 8), 0.25, np.float32)
+    assert (masks.composite(original, generated, mask) == 12).all()  # 12.5 -> banker's 12
+    mask[:] = 0.27
+    assert (masks.composite(original, generated, mask) == 13).all()
+    with pytest.raises(ValueError, match="equal sizes"):
+        masks.composite(original, generated[:4], mask)
+
+
+@properties
+@given(images, images, soft_masks)
+def test_paste_subject_keeps_the_original_subject(
+    edited: np.ndarray, original: np.ndarray, alpha: np.ndarray
+) -> None:
+    out = masks.paste_subject(edited, original, alpha)
+    np.testing.assert_array_equal(out[alpha == 1], original[alpha == 1])
+    np.testing.assert_array_equal(out[alpha == 0], edited[alpha == 0])
+
+
+# -- alpha, images, crop boxes ---------------------------------------------------------------
+
+
+def test_has_meaningful_alpha() -> None:
+    assert not masks.has_meaningful_alpha(None)
+    assert not masks.has_meaningful_alpha(np.full((40, 40), 255, np.uint8))
+    assert not masks.has_meaningful_alpha(np.zeros((40, 40), np.uint8))
+    corner = np.full((40, 40), 255, np.uint8)
+    corner[0, :3] = 0  # a few transparent pixels are not a subject matte
+    assert not masks.has_meaningful_alpha(corner)
+    cutout = np.where(_disk(40, 40, 20, 20, 10), 255, 0).astype(np.uint8)
+    assert masks.has_meaningful_alpha(cutout)
+
+
+@properties
+@given(arrays(np.float32, (7, 9), elements=st.floats(0, 1, width=32)))
+def test_to_image_and_back(mask: np.ndarray) -> None:
+    image = masks.to_image(mask)
+    assert image.mode == "L" and image.size == (9, 7)
+    back = masks.from_image(image)
+    assert back.dtype == np.float32
+    np.testing.assert_allclose(back, mask, atol=0.5 / 255 + 1e-6)
+
+
+def test_from_image_of_rgb() -> None:
+    assert masks.from_image(Image.new("RGB", (4, 3), (255, 255, 255))).min() == 1.0
+
+
+@properties
+@given(small_masks, st.integers(0, 6), st.integers(0, 20))
+def test_crop_box_contains_the_mask(mask: np.ndarray, padding: int, min_side: int) -> None:
+    box = masks.crop_box(mask, padding=padding, min_side=min_side)
+    if not mask.any():
+        assert box is None
+        return
+    assert box is not None
+    left, top, right, bottom = box
+    height, width = mask.shape
+    assert 0 <= left < right <= width and 0 <= top < bottom <= height
+    inside = np.zeros_like(mask)
+    inside[top:bottom, left:right] = True
+    assert not (mask & ~inside).any()
+    assert right - left >= min(min_side, width) and bottom - top >= min(min_side, height)
+    # padding is honoured where the image allows
+    ys, xs = np.nonzero(mask)
+    assert left <= max(xs.min() - padding, 0) and right >= min(xs.max() + 1 + padding, width)
+
+
+def test_crop_box_example() -> None:
+    mask = np.zeros((100, 200), bool)
+    mask[40:50, 190:195] = True
+    assert masks.crop_box(mask, padding=4) == (186, 36, 199, 54)
+    # widened to 64 px, shifted left to stay inside the image
+    assert masks.crop_box(mask, padding=4, min_side=64) == (136, 13, 200, 77)
