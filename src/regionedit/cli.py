@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -41,6 +42,10 @@ def _mask_options() -> argparse.ArgumentParser:
     g = p.add_argument_group("segmentation")
     g.add_argument("--segment-model", default="u2net", help="rembg model name (default: u2net)")
     g.add_argument("--segment-model-path", help="local rembg ONNX file, for offline use")
+    g.add_argument(
+        "--max-pixels", type=int,
+        help="refuse larger inputs (default: $REGIONEDIT_MAX_PIXELS or Pillow's ~89 MP guard)",
+    )
     g.add_argument("--grow", type=int, default=6, help="pixels the region reaches past the seam")
     g.add_argument("--feather", type=int, default=4, help="width of the soft seam in pixels")
     return p
@@ -69,7 +74,10 @@ def _generation_options() -> argparse.ArgumentParser:
     g.add_argument("--dtype", help="float16, bfloat16 or float32 (default: per device)")
     g.add_argument("--attention-slicing", action="store_true", help="lower memory, a bit slower")
     g.add_argument("--cpu-offload", action="store_true", help="keep idle model parts on the CPU")
-    g.add_argument("--color-match", action="store_true", help="match the new region's colours to the kept ones at the seam")
+    g.add_argument(
+        "--no-color-match", dest="color_match", action="store_false",
+        help="keep the generator's colours as they are (default: remove its colour cast at the seam)",
+    )
     g.add_argument(
         "--on-unidentified", choices=["error", "foreground", "background"], default="error",
         help="what to do when the region cannot be decided (default: error)",
@@ -92,7 +100,8 @@ def make_editor(args: argparse.Namespace) -> Any:
         dtype=getattr(args, "dtype", None),
         attention_slicing=getattr(args, "attention_slicing", False),
         cpu_offload=getattr(args, "cpu_offload", False),
-        color_match=getattr(args, "color_match", False),
+        color_match=getattr(args, "color_match", True),
+        max_pixels=getattr(args, "max_pixels", None),
     )
 
 
@@ -247,6 +256,9 @@ def _add_optional_commands(sub: Any, *parents: argparse.ArgumentParser) -> None:
 
 
 def _configure_logging(verbose: bool) -> None:
+    if not verbose:
+        # transformers warns about optional backends on import; noise to a CLI user
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("regionedit: %(message)s"))
     log.addHandler(handler)

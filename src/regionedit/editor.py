@@ -86,8 +86,9 @@ class Editor:
         dtype: Optional[str] = None,
         attention_slicing: bool = False,
         cpu_offload: bool = False,
-        color_match: bool = False,
+        color_match: bool = True,
         crop_small_subjects: bool = True,
+        max_pixels: Optional[int] = None,
     ) -> None:
         self._classifier_spec = classifier
         self._segmenter = segmenter
@@ -104,6 +105,8 @@ class Editor:
         self.cpu_offload = cpu_offload
         self.color_match = color_match
         self.crop_small_subjects = crop_small_subjects
+        #: decompression-bomb guard for inputs (None: $REGIONEDIT_MAX_PIXELS or Pillow's limit)
+        self.max_pixels = max_pixels
         self._build_lock = threading.Lock()
         # One generation at a time per Editor: a device runs one pipeline call well, not two.
         self._generate_lock = threading.Lock()
@@ -154,6 +157,12 @@ class Editor:
 
     # -- the stages, usable one by one -------------------------------------------------------
 
+    def load(self, image: "ImageLike") -> "LoadedImage":
+        """Read and check an input image (upright RGB plus what is needed to restore its mode)."""
+        from .imageio import load_image
+
+        return load_image(image, max_pixels=self.max_pixels)
+
     def classify(self, source: str, target: str) -> Classification:
         """Ask the classifier which region the edit changes (may answer ``unidentified``)."""
         _check_descriptions(source, target)
@@ -196,10 +205,10 @@ class Editor:
         feather: int = 4,
     ) -> MaskResult:
         """The mask of the pixels an edit of ``region`` would regenerate (1 = regenerated)."""
-        from .imageio import LoadedImage, load_image
+        from .imageio import LoadedImage
         from .segment import subject_alpha_from_input
 
-        loaded = image if isinstance(image, LoadedImage) else load_image(image)
+        loaded = image if isinstance(image, LoadedImage) else self.load(image)
         alpha = subject_alpha_from_input(loaded)
         source = "input-alpha"
         if alpha is None:
@@ -236,11 +245,11 @@ class Editor:
         and recorded when not given; candidate *i* uses ``seed + i``). Pixels outside the
         returned ``mask`` are exactly the input's.
         """
-        from .imageio import load_image, restore_mode
+        from .imageio import restore_mode
 
         timings = StageTimings()
         with _timed(timings, "load"):
-            loaded = load_image(image)
+            loaded = self.load(image)
         with _timed(timings, "classify"):
             chosen, decision = self.decide(
                 source, target, region=region, on_unidentified=on_unidentified
@@ -349,6 +358,10 @@ class Editor:
                 else self.segmenter.describe()
             ),
             "inpainter": self.inpainter.describe(),
+            "compositing": {
+                "color_match": self.color_match,
+                "crop_small_subjects": self.crop_small_subjects,
+            },
             "versions": versions,
         }
 

@@ -1,0 +1,283 @@
+"""Colour tools for the seam: sRGB <-> CIELAB, Delta-E, seam bands, and colour matching.
+
+Inpainting pipelines shift colours: the VAE round trip gives the whole generated image a cast
+(diffusers issues 4782, 9867), so once the original pixels are pasted back outside the mask,
+a colour step can show along the seam. :func:`match_colors` corrects the regenerated region
+before compositing. Three methods, compared in docs/compositing.md
+(``python bench/colormatch_eval.py``):
+
+``"cast"`` (default)
+    Reinhard mean/std transfer in Lab, learnt on a *kept* ring outside the mask (past the few
+    pixels new content may spill into), from the generator's rendering of those pixels to the
+    original ones. There the content is meant to be the same, so the difference is the
+    pipeline's cast alone, and removing it does not undo the edit (a new beach stays a beach).
+    When the generator did not redraw the kept pixels, it leaves the region as it is.
+``"band"``
+    Reinhard transfer from the regenerated band inside the seam to the kept band outside it.
+    It hides the step, but it also pulls new content towards the old colours.
+``"histogram"``
+    Per-channel Lab histogram matching of the whole regenerated region to the whole kept region.
+    It reshapes new content into the old content's colours.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Literal
+
+import numpy as np
+
+from .errors import ImageInputError
+
+__all__ = [
+    "ColorMatchMethod",
+    "match_colors",
+    "srgb_to_lab",
+    "lab_to_srgb",
+    "delta_e76",
+    "seam_bands",
+]
+
+log = logging.getLogger("regionedit")
+
+ColorMatchMethod = Literal["cast", "band", "histogram"]
+
+# sRGB (D65) primaries -> CIE XYZ, and the D65 2-degree white point; the same constants as
+# scikit-image's rgb2lab, so results agree with it to rounding.
+_RGB_TO_XYZ = np.array(
+    [
+        [0.412453, 0.357580, 0.180423],
+        [0.212671, 0.715160, 0.072169],
+        [0.019334, 0.119193, 0.950227],
+    ]
+)
+_XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ)
+_D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+_DELTA = 6.0 / 29.0  # where CIELAB's cube root switches to its linear segment
+
+# A flat band (clear sky, a wall) has almost no spread: without bounds, a std ratio would
+# amplify noise many times over.
+_STD_RATIO_RANGE = (0.5, 2.0)
+# "cast": a band pixel whose original-minus-generated difference lies further than this from
+# the typical difference is new content, not cast (see _same_content)
+_CAST_INLIER_DELTA_E = 10.0
+_MIN_CAST_PIXELS = 64
+# A latent diffusion model regenerates whole 8 x 8 px latent cells, so new content can spill
+# a cell past the mask: the cast is learnt beyond that.
+_LATENT_CELL = 8
+# The strong casts bench/colormatch_eval.py simulates move the ring's mean by under 9 Delta-E;
+# a mean difference past this means the generator drew other content on the kept ring, and
+# matching it would undo the edit.
+_MAX_CAST_DELTA_E = 20.0
+
+
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB (D65) of sRGB values: uint8 in 0..255 (or floats in 0..1), shape (..., 3)."""
+    values = np.asarray(rgb)
+    # 8-bit input: look the 256 linear values up instead of raising millions to a power
+    linear = _SRGB_U8_TO_LINEAR[values] if values.dtype == np.uint8 else _to_linear(values)
+    xyz = linear @ _RGB_TO_XYZ.T / _D65_WHITE
+    f = np.where(xyz > _DELTA**3, np.cbrt(xyz), xyz / (3 * _DELTA**2) + 4.0 / 29.0)
+    lightness = 116.0 * f[..., 1] - 16.0
+    a = 500.0 * (f[..., 0] - f[..., 1])
+    b = 200.0 * (f[..., 1] - f[..., 2])
+    return np.stack([lightness, a, b], axis=-1)
+
+
+def _to_linear(srgb: np.ndarray) -> np.ndarray:
+    """Undo the sRGB transfer curve of values in 0..1."""
+    srgb = np.asarray(srgb, dtype=np.float64)
+    return np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+
+
+_SRGB_U8_TO_LINEAR = _to_linear(np.arange(256) / 255.0)
+
+
+def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
+    """uint8 sRGB of CIELAB (D65) values, shape (..., 3); out-of-gamut colours are clipped."""
+    lab = np.asarray(lab, dtype=np.float64)
+    fy = (lab[..., 0] + 16.0) / 116.0
+    f = np.stack([fy + lab[..., 1] / 500.0, fy, fy - lab[..., 2] / 200.0], axis=-1)
+    xyz = np.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4.0 / 29.0)) * _D65_WHITE
+    linear = np.clip(xyz @ _XYZ_TO_RGB.T, 0.0, 1.0)
+    scaled = np.where(
+        linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1.0 / 2.4) - 0.055
+    )
+    return np.round(np.clip(scaled, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def delta_e76(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
+    """CIE76 colour difference: Euclidean distance in Lab (about 2.3 is just noticeable)."""
+    return np.linalg.norm(np.asarray(lab1) - np.asarray(lab2), axis=-1)
+
+
+def seam_bands(region: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two sides of the seam around ``region`` (bool HxW), each ``width`` pixels deep.
+
+    Returns ``(inner, outer)``: region pixels within ``width`` px (Euclidean) of a pixel
+    outside it, and outside pixels within ``width`` px of the region. The image border is not
+    a seam. Both are empty when the region is empty or covers the whole image.
+    """
+    from scipy import ndimage
+
+    region = np.asarray(region, dtype=bool)
+    if not region.any() or region.all():
+        empty = np.zeros_like(region)
+        return empty, empty.copy()
+    # distance_transform_edt gives each nonzero pixel its distance to the nearest zero one
+    inner = region & (ndimage.distance_transform_edt(region) <= width)
+    outer = ~region & (ndimage.distance_transform_edt(~region) <= width)
+    return inner, outer
+
+
+def match_colors(
+    generated: np.ndarray,
+    original: np.ndarray,
+    mask: np.ndarray,
+    *,
+    method: ColorMatchMethod = "cast",
+    band: int = 16,
+    strength: float = 1.0,
+    gap: int | None = None,
+) -> np.ndarray:
+    """Correct the colours of the regenerated region so that no step shows at the seam.
+
+    ``generated`` and ``original`` are uint8 HxWx3, ``mask`` is HxW (> 0 = regenerated);
+    ``generated`` is the inpainter's output before compositing, so outside the mask it holds
+    the generator's own rendering of the kept pixels, which is what ``"cast"`` learns from.
+    ``band`` is the depth in pixels of the statistics band at the seam (``"cast"``, ``"band"``);
+    ``strength`` in [0, 1] blends between no correction and the full one. ``gap`` (``"cast"``)
+    is how far past the mask new content may spill in ``generated``; the cast is learnt beyond
+    it. The default assumes a latent model generating at 512 px: one 8 px latent cell scaled to
+    the image, ``max(8, ceil(8 * long_side / 512))``.
+
+    Returns uint8 HxWx3: corrected generated pixels where mask > 0 and the original pixels
+    everywhere else. Deterministic; see the module docstring for the methods.
+    """
+    generated = np.asarray(generated)
+    original = np.asarray(original)
+    region = np.asarray(mask) > 0
+    if generated.shape != original.shape or generated.shape[:2] != region.shape:
+        raise ImageInputError(
+            f"match_colors needs images and mask of one size, got generated {generated.shape}, "
+            f"original {original.shape}, mask {region.shape}. Resize the generated image to the "
+            "original's size before matching colours."
+        )
+    if generated.ndim != 3 or generated.shape[2] != 3 or generated.dtype != np.uint8:
+        raise ImageInputError(
+            f"match_colors needs uint8 HxWx3 RGB arrays, got {generated.dtype} "
+            f"{generated.shape}. Convert with np.asarray(image.convert('RGB'))."
+        )
+    if method not in ("cast", "band", "histogram"):
+        raise ValueError(
+            f"Unknown colour matching method {method!r}; use 'cast', 'band' or 'histogram'."
+        )
+    if band < 1:
+        raise ValueError(f"band must be at least 1 pixel, got {band}")
+    if gap is None:
+        gap = max(_LATENT_CELL, math.ceil(_LATENT_CELL * max(region.shape) / 512))
+    if gap < 0:
+        raise ValueError(f"gap must be at least 0 pixels, got {gap}")
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength must lie in [0, 1], got {strength}")
+
+    result = original.copy()
+    result[region] = generated[region]  # what is returned whenever no correction can be made
+    if not region.any():
+        return result
+    if region.all():
+        log.info("Colour matching skipped: the mask leaves no original pixels to match.")
+        return result
+
+    source_lab = srgb_to_lab(generated[region])
+    if method == "cast":
+        matched = _cast_corrected(source_lab, generated, original, region, gap, band)
+        if matched is None:
+            return result
+    elif method == "band":
+        inner, outer = seam_bands(region, band)
+        matched = _reinhard(
+            source_lab, srgb_to_lab(generated[inner]), srgb_to_lab(original[outer])
+        )
+    else:
+        matched = _match_histograms(source_lab, srgb_to_lab(original[~region]))
+    result[region] = lab_to_srgb(source_lab + strength * (matched - source_lab))
+    return result
+
+
+def _cast_corrected(
+    values: np.ndarray,
+    generated: np.ndarray,
+    original: np.ndarray,
+    region: np.ndarray,
+    gap: int,
+    band: int,
+) -> np.ndarray | None:
+    """``values`` (N x 3 Lab) with the generator's cast removed, or None if it cannot be told.
+
+    The cast is learnt on the kept ring from ``gap`` to ``gap + band`` px outside the region,
+    where the generator should have redrawn the original content.
+    """
+    from scipy import ndimage
+
+    distance = ndimage.distance_transform_edt(~region)
+    ring = (distance > gap) & (distance <= gap + band)
+    generated_ring, original_ring = srgb_to_lab(generated[ring]), srgb_to_lab(original[ring])
+    same = _same_content(generated_ring, original_ring)
+    if same.sum() < max(_MIN_CAST_PIXELS, 0.5 * len(same)):
+        log.info(
+            "Colour matching skipped: the generated image does not redraw the kept pixels "
+            "near the seam closely enough to tell its colour cast."
+        )
+        return None
+    shift = delta_e76(original_ring[same].mean(axis=0), generated_ring[same].mean(axis=0))
+    if shift > _MAX_CAST_DELTA_E:
+        log.info(
+            "Colour matching skipped: a shift of Delta-E %.0f is new content, not a cast.", shift
+        )
+        return None
+    return _reinhard(values, generated_ring[same], original_ring[same])
+
+
+def _same_content(generated: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """Which band pixels (N x 3 Lab, paired) the generator rendered as the original content.
+
+    A cast moves every pixel by a similar amount; new content that spills past the mask (a
+    latent cell is 8 px wide) differs wildly. Keep the pixels whose difference lies near the
+    median difference, twice, so that the spill does not count as cast.
+    """
+    residual = original - generated
+    same = np.ones(len(residual), dtype=bool)
+    for _ in range(2):
+        if not same.any():
+            break
+        typical = np.median(residual[same], axis=0)
+        same = delta_e76(residual, typical) < _CAST_INLIER_DELTA_E
+    return same
+
+
+def _reinhard(values: np.ndarray, source: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Apply to ``values`` (N x 3 Lab) the per-channel mean/std map from ``source`` to
+    ``reference``."""
+    source_std = source.std(axis=0)
+    reference_std = reference.std(axis=0)
+    ratio = np.clip(
+        (reference_std + 1e-6) / (source_std + 1e-6), *_STD_RATIO_RANGE
+    )
+    return (values - source.mean(axis=0)) * ratio + reference.mean(axis=0)
+
+
+def _match_histograms(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per-channel quantile mapping of ``values`` (N x 3) onto the distribution of ``reference``."""
+    matched = np.empty_like(values)
+    reference_quantiles = np.arange(1, len(reference) + 1) / len(reference)
+    for channel in range(values.shape[1]):
+        # equal values share one quantile, so a flat area stays flat
+        _, inverse, counts = np.unique(
+            values[:, channel], return_inverse=True, return_counts=True
+        )
+        level_quantiles = np.cumsum(counts) / len(values)
+        mapped = np.interp(level_quantiles, reference_quantiles, np.sort(reference[:, channel]))
+        matched[:, channel] = mapped[inverse]
+    return matched
