@@ -166,16 +166,15 @@ def cmd_mask(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_classifier(args: argparse.Namespace) -> int:
-    from .classify import get_classifier
-    from .evaluate import evaluate, format_report, load_pairs
+    from .evaluate import run_eval_cli
 
     kwargs = {"model": args.llm_model} if args.llm_model and args.classifier == "llm" else {}
-    classifier = get_classifier(args.classifier, **kwargs)
-    report = evaluate(classifier, load_pairs(args.data), concurrency=args.concurrency)
-    print(format_report(report, show_errors=args.show_errors))
-    if args.json:
-        print(json.dumps(report.model_dump(mode="json")))
-    return 0
+    text, status = run_eval_cli(
+        args.data, args.classifier, json_out=args.json, show_errors=args.show_errors,
+        concurrency=args.concurrency, classifier_kwargs=kwargs,
+    )
+    print(text)
+    return status
 
 
 def cmd_score(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ __all__ = [
     "InpaintError",
     "ModelLoadError",
     "OutputError",
+    "LabelledDataError",
 ]
 
 
@@ -90,3 +91,9 @@ class OutputError(RegionEditError, OSError):
     """A result could not be written (read-only folder, disk full, would overwrite the input)."""
 
     exit_code = 9
+
+
+class LabelledDataError(RegionEditError, ValueError):
+    """A labelled-pairs file cannot be used (missing, not JSON Lines, a line without a label)."""
+
+    exit_code = 2
