@@ -11,7 +11,7 @@ import secrets
 import threading
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from .types import (
 if TYPE_CHECKING:  # pragma: no cover
     import PIL.Image
 
+    from .batch import BatchItemLike, ItemResult
     from .classify import Classifier
     from .imageio import ImageLike, LoadedImage
     from .inpaint import Inpainter
@@ -92,6 +93,7 @@ class Editor:
     ) -> None:
         self._classifier_spec = classifier
         self._segmenter = segmenter
+        self._segmenter_spec = segmenter
         self._inpainter_spec = inpainter
         self._classifier: Optional[Classifier] = None if isinstance(classifier, str) else classifier
         self._inpainter: Optional[Inpainter] = None if isinstance(inpainter, str) else inpainter
@@ -238,24 +240,30 @@ class Editor:
         feather: int = 4,
         on_unidentified: UnidentifiedPolicy = "error",
         max_side: Optional[int] = None,
+        decided: Optional[tuple[Region, Classification]] = None,
+        prepared_mask: Optional[MaskResult] = None,
     ) -> EditResult:
         """Edit ``image`` so that it shows ``target`` instead of ``source``.
 
         ``region`` skips the classifier. ``seed`` makes the result reproducible (one is drawn
         and recorded when not given; candidate *i* uses ``seed + i``). Pixels outside the
         returned ``mask`` are exactly the input's.
+
+        ``decided`` (what :meth:`decide` returned) skips the classifier and ``prepared_mask``
+        (what :meth:`mask` returned for this image and region) skips segmentation: batch work
+        does both ahead of generation.
         """
-        from .imageio import restore_mode
+        from .imageio import LoadedImage, restore_mode
 
         timings = StageTimings()
         with _timed(timings, "load"):
-            loaded = self.load(image)
+            loaded = image if isinstance(image, LoadedImage) else self.load(image)
         with _timed(timings, "classify"):
-            chosen, decision = self.decide(
+            chosen, decision = decided or self.decide(
                 source, target, region=region, on_unidentified=on_unidentified
             )
         with _timed(timings, "segment"):
-            made = self.mask(loaded, chosen, grow=grow, feather=feather)
+            made = prepared_mask or self.mask(loaded, chosen, grow=grow, feather=feather)
         if seed is None:
             seed = secrets.randbelow(2**31)
         settings = EditSettings(
@@ -303,6 +311,32 @@ class Editor:
             input_path=loaded.path,
             input_sha256=loaded.sha256,
         )
+
+    def edit_many(self, items: "Iterable[BatchItemLike]", **kwargs: Any) -> "Iterator[ItemResult]":
+        """Edit many images, yielding one :class:`~regionedit.batch.ItemResult` per item as it
+        finishes; keyword arguments are those of :func:`regionedit.batch.edit_many`."""
+        from .batch import edit_many
+
+        return edit_many(self, items, **kwargs)
+
+    def config(self) -> dict[str, Any]:
+        """The constructor settings that change what an edit produces, JSON-able; stages given
+        as objects appear by their ``name``. Batch runs key their resume records on it."""
+
+        def spec(stage: Any) -> Optional[str]:
+            return stage if stage is None or isinstance(stage, str) else stage.name
+
+        return {
+            "classifier": spec(self._classifier_spec),
+            "segmenter": spec(self._segmenter_spec),
+            "inpainter": spec(self._inpainter_spec),
+            "llm_model": self.llm_model,
+            "segment_model": self.segment_model,
+            "segment_model_path": self.segment_model_path,
+            "inpaint_model": self.inpaint_model,
+            "color_match": self.color_match,
+            "crop_small_subjects": self.crop_small_subjects,
+        }
 
     def _generate(
         self,

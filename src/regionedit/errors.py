@@ -17,6 +17,7 @@ __all__ = [
     "ModelLoadError",
     "OutputError",
     "LabelledDataError",
+    "ManifestError",
 ]
 
 
@@ -95,5 +96,12 @@ class OutputError(RegionEditError, OSError):
 
 class LabelledDataError(RegionEditError, ValueError):
     """A labelled-pairs file cannot be used (missing, not JSON Lines, a line without a label)."""
+
+    exit_code = 2
+
+
+class ManifestError(RegionEditError, ValueError):
+    """A batch manifest (CSV/JSONL) has rows that cannot be used (bad values, missing columns,
+    image paths outside the manifest's folder)."""
 
     exit_code = 2

@@ -128,12 +128,14 @@ class EditResult(BaseModel):
         *,
         mask: bool | str | os.PathLike[str] = False,
         sidecar: bool | str | os.PathLike[str] = False,
+        sidecar_extra: Optional[dict[str, Any]] = None,
         **save_kwargs: Any,
     ) -> dict[str, Path]:
         """Write the edited image (atomically) and, on request, the mask and the JSON sidecar.
 
         ``mask=True`` writes ``<stem>.mask.png`` next to the image, ``sidecar=True`` writes
-        ``<stem>.json``; a path chooses another name. Returns the paths written.
+        ``<stem>.json``; a path chooses another name. ``sidecar_extra`` adds top-level keys to
+        the sidecar (batch runs add ``batch``). Returns the paths written.
         """
         from .imageio import atomic_write_bytes, save_image
 
@@ -149,6 +151,7 @@ class EditResult(BaseModel):
             side_path = path.with_suffix(".json") if sidecar is True else Path(sidecar)
             record = self.sidecar()
             record["output"] = {k: str(v) for k, v in written.items()}
+            record.update(sidecar_extra or {})
             atomic_write_bytes(side_path, (json.dumps(record, indent=2) + "\n").encode())
             written["sidecar"] = side_path
         return written
