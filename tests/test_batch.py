@@ -487,3 +487,18 @@ def test_stale_temp_files_and_a_torn_log_line_are_cleaned_at_start(editor, good_
     lines = read_log(out)
     assert lines[0] == {"type": "item", "status": "failed"}
     assert [e["status"] for e in lines[1:-1]] == ["ok"] * 3
+
+
+def test_score_option_writes_preservation_and_seam_figures_into_sidecars(editor, good_photos, tmp_path):
+    out = tmp_path / "out"
+    opts = options(out, score=True, edit={"seed": 3, "region": "background"})
+    summary = run_batch(editor, plan_folder(good_photos, "a cat", "a cat on grass", opts), opts)
+
+    assert summary.ok == 2
+    for sidecar in out.glob("*.edited.json"):
+        scores = json.loads(sidecar.read_text())["score"]
+        # the edit keeps every pixel outside its mask: infinite PSNR, SSIM 1, no difference
+        assert scores["preserved"]["max_abs_diff"] == 0
+        assert scores["preserved"]["ssim"] == pytest.approx(1.0)
+        assert scores["seam"]["delta_e"] is not None
+        assert scores["clip"] is None

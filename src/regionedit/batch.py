@@ -322,6 +322,10 @@ class BatchOptions(BaseModel):
     on_unidentified: BatchPolicy = "error"
     llm_concurrency: int = Field(8, ge=1)
     prefetch: int = Field(2, ge=1)
+    #: write ``regionedit.score`` figures (and CLIP scores when ``clip_model`` is set) into
+    #: each sidecar
+    score: bool = False
+    clip_model: Optional[str] = None
     #: :meth:`Editor.edit` keyword arguments for every item; a manifest row's own values win
     edit: dict[str, Any] = Field(default_factory=dict)
 
@@ -749,6 +753,7 @@ def _keys(
         "output": planned.output.relative_to(options.out_dir).as_posix(),
         "save_mask": options.save_mask,
         "dry_run": options.dry_run,
+        "score": [options.score, options.clip_model],
     }
     encoded = json.dumps(settings, sort_keys=True, default=str).encode()
     return {
@@ -851,6 +856,15 @@ def _write_outputs(
         written["decision"] = atomic_write_bytes(side, text.encode())
         return written
     result = outcome.result
+    if options.score:
+        from .score import score
+
+        report = score(
+            outcome.loaded.rgb, result.image.convert("RGB"), result.mask_image(),
+            target=planned.item.target if options.clip_model else None,
+            clip_model=options.clip_model,
+        )
+        batch_record["score"] = report.model_dump(mode="json")
     written = result.save(
         output, mask=options.save_mask, sidecar=True, sidecar_extra=batch_record
     )
@@ -1011,6 +1025,11 @@ def add_parser(sub: Any, parents: tuple[argparse.ArgumentParser, ...]) -> argpar
     p.add_argument(
         "--llm-concurrency", type=int, default=8, help="classifier requests at a time (default: 8)"
     )
+    p.add_argument(
+        "--score", action="store_true",
+        help="write preservation and seam scores (regionedit score) into each sidecar",
+    )
+    p.add_argument("--clip-model", help="with --score: also CLIP scores against the target")
     p.set_defaults(handler=functools.partial(cmd_batch, parser=p))
     return p
 
@@ -1036,6 +1055,8 @@ def cmd_batch(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> i
             dry_run=args.dry_run,
             on_unidentified=defaults.pop("on_unidentified"),
             llm_concurrency=args.llm_concurrency,
+            score=args.score,
+            clip_model=args.clip_model,
             edit=defaults,
         )
     except ValidationError as exc:
