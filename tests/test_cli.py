@@ -134,3 +134,18 @@ def test_unidentified_exit_code(fake_llm, tmp_path, small_photo_path, model_flag
                    "--classifier", "llm", "-o", tmp_path / "o.png", *model_flags, env=env)
     assert proc.returncode == 5
     assert "--region" in proc.stderr
+
+
+def test_every_command_parses_its_documented_flags():
+    from regionedit.cli import build_parser
+
+    parser = build_parser()
+    edit = parser.parse_args(["edit", "in.jpg", "--source", "a", "--target", "b", "-o", "o.png",
+                              "--on-unidentified", "background"])
+    assert (edit.image, edit.on_unidentified) == ("in.jpg", "background")
+    batch = parser.parse_args(["batch", "photos", "-o", "out", "--source", "a", "--target", "b",
+                               "--on-unidentified", "skip"])
+    assert (batch.input_dir, batch.on_unidentified) == ("photos", "skip")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["edit", "in.jpg", "--source", "a", "--target", "b", "-o", "o.png",
+                           "--on-unidentified", "skip"])

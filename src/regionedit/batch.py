@@ -970,13 +970,17 @@ exit codes:
 """
 
 
-def add_parser(sub: Any, parents: tuple[argparse.ArgumentParser, ...]) -> argparse.ArgumentParser:
+def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register ``regionedit batch`` on the CLI's subparsers."""
+    from .cli import classifier_options, generation_options, mask_options
+
     p = sub.add_parser(
         "batch",
-        parents=list(parents),
-        # --on-unidentified is redefined below with one more choice, "skip"
-        conflict_handler="resolve",
+        parents=[
+            classifier_options(),
+            mask_options(),
+            generation_options(unidentified_policies=("error", "foreground", "background", "skip")),
+        ],
         help="edit a folder of images, or the edits listed in a manifest (resumable)",
         description="Edit every image of INPUT_DIR with the same --source/--target, or the "
         "edits listed in a --manifest. Results, sidecars and OUT_DIR/run.jsonl go to OUT_DIR; "
@@ -995,13 +999,6 @@ def add_parser(sub: Any, parents: tuple[argparse.ArgumentParser, ...]) -> argpar
     p.add_argument("--source", help="what the images show now (INPUT_DIR runs)")
     p.add_argument("--target", help="what they should show (INPUT_DIR runs)")
     p.add_argument("--region", choices=["foreground", "background"], help="skip the classifier")
-    p.add_argument(
-        "--on-unidentified",
-        choices=["error", "foreground", "background", "skip"],
-        default="error",
-        help="when the region cannot be decided: fail the item (default), edit the foreground "
-        "or background anyway, or skip the item",
-    )
     p.add_argument("--recursive", action="store_true", help="also edit images in sub-folders")
     p.add_argument(
         "--format", dest="image_format", choices=["png", "jpg", "webp"], default="png",

@@ -23,7 +23,7 @@ log = logging.getLogger("regionedit")
 # -- shared option groups ----------------------------------------------------------------------
 
 
-def _classifier_options() -> argparse.ArgumentParser:
+def classifier_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("classifier")
     g.add_argument(
@@ -37,7 +37,7 @@ def _classifier_options() -> argparse.ArgumentParser:
     return p
 
 
-def _mask_options() -> argparse.ArgumentParser:
+def mask_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("segmentation")
     g.add_argument("--segment-model", default="u2net", help="rembg model name (default: u2net)")
@@ -51,7 +51,9 @@ def _mask_options() -> argparse.ArgumentParser:
     return p
 
 
-def _generation_options() -> argparse.ArgumentParser:
+def generation_options(
+    unidentified_policies: Sequence[str] = ("error", "foreground", "background"),
+) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("generation")
     g.add_argument(
@@ -79,8 +81,9 @@ def _generation_options() -> argparse.ArgumentParser:
         help="keep the generator's colours as they are (default: remove its colour cast at the seam)",
     )
     g.add_argument(
-        "--on-unidentified", choices=["error", "foreground", "background"], default="error",
-        help="what to do when the region cannot be decided (default: error)",
+        "--on-unidentified", choices=list(unidentified_policies), default="error",
+        help="what to do when the region cannot be decided: fail (error, the default), or "
+        "edit the foreground or background anyway" + (", or skip the item" if "skip" in unidentified_policies else ""),
     )
     return p
 
@@ -201,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"regionedit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    cls, msk, gen = _classifier_options(), _mask_options(), _generation_options()
+    cls, msk, gen = classifier_options(), mask_options(), generation_options()
 
     p = sub.add_parser("edit", parents=[cls, msk, gen], help="edit one image")
     p.add_argument("image", help="input image")
@@ -241,17 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="also print the report as JSON (last line)")
     p.set_defaults(handler=cmd_score)
 
-    _add_optional_commands(sub, cls, msk, gen)
+    from .batch import add_parser as add_batch
+
+    add_batch(sub)
     return parser
-
-
-def _add_optional_commands(sub: Any, *parents: argparse.ArgumentParser) -> None:
-    """Commands defined in their own modules register themselves here."""
-    try:
-        from .batch import add_parser as add_batch
-    except ImportError:
-        return
-    add_batch(sub, parents)
 
 
 def _configure_logging(verbose: bool) -> None:
