@@ -201,3 +201,69 @@ def test_module_level_edit_uses_one_default_editor(monkeypatch, rembg_segmenter,
     result = regionedit.edit(small_photo_path, "a cat", "a dog", region="foreground", seed=2, **FAST)
     assert result.image.size == Image.open(small_photo_path).size
     assert editor_module.default_editor() is shared
+
+
+class RecordingInpainter:
+    """Passes calls through to a real inpainter and remembers the image sizes it was given."""
+
+    name = "recording"
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.sizes: list[tuple[int, int]] = []
+
+    def inpaint(self, image, mask, prompt, **kwargs):
+        self.sizes.append(image.size)
+        assert mask.shape == (image.height, image.width)
+        return self.inner.inpaint(image, mask, prompt, **kwargs)
+
+    def describe(self):
+        return {"inpainter": self.name}
+
+
+def _subject_image(path, size, box):
+    """An RGBA photo whose alpha marks an opaque ellipse inside ``box`` as the subject."""
+    from PIL import ImageDraw
+
+    from skimage import data
+
+    photo = Image.fromarray(data.astronaut()).resize(size)
+    alpha = Image.new("L", size, 0)
+    ImageDraw.Draw(alpha).ellipse(box, fill=255)
+    photo.putalpha(alpha)
+    photo.save(path)
+    return path
+
+
+def test_small_foreground_subject_is_generated_on_a_crop(tiny_inpainter, rembg_segmenter, tmp_path):
+    path = _subject_image(tmp_path / "small.png", (256, 192), (100, 80, 130, 110))
+    recorder = RecordingInpainter(tiny_inpainter)
+    editor = Editor(classifier="offline", segmenter=rembg_segmenter, inpainter=recorder)
+    result = editor.edit(path, "a ball", "an apple", region="foreground", seed=1, **FAST)
+    (crop,) = recorder.sizes
+    assert crop[0] < 256 and crop[1] < 192  # a crop around the subject, not the whole photo
+    original = _pixels(Image.open(path))
+    kept = result.mask == 0
+    assert np.array_equal(_pixels(result.image)[kept], original[kept])
+
+    whole = RecordingInpainter(tiny_inpainter)
+    Editor(classifier="offline", segmenter=rembg_segmenter, inpainter=whole,
+           crop_small_subjects=False).edit(path, "a ball", "an apple", region="foreground", seed=1, **FAST)
+    assert whole.sizes == [(256, 192)]
+
+
+def test_background_edit_pastes_the_subject_back_with_its_soft_alpha(tiny_inpainter, rembg_segmenter, tmp_path):
+    path = _subject_image(tmp_path / "subject.png", (128, 96), (30, 20, 100, 80))
+    editor = Editor(classifier="offline", segmenter=rembg_segmenter, inpainter=tiny_inpainter)
+    result = editor.edit(path, "a ball in a room", "a ball on a beach", region="background", seed=2, **FAST)
+    alpha = np.asarray(Image.open(path).getchannel("A"))
+    original = np.asarray(Image.open(path)).astype(np.int16)
+    edited = np.asarray(result.image).astype(np.int16)
+    assert result.image.mode == "RGBA"
+    opaque = alpha == 255
+    assert opaque.sum() > 1000
+    assert np.array_equal(edited[opaque], original[opaque])
+    # the background did change, and the new background is visible: a cut-out gets one
+    background = alpha == 0
+    assert np.abs(edited[background][:, :3] - original[background][:, :3]).mean() > 1
+    assert (edited[..., 3][result.mask == 1] == 255).all()

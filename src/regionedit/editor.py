@@ -6,6 +6,7 @@ the one-call convenience over a process-wide default ``Editor``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import threading
@@ -281,7 +282,14 @@ class Editor:
             on_unidentified=on_unidentified,
             max_side=max_side,
         )
+        from PIL import Image
+
         original = np.asarray(loaded.rgb)
+        if chosen == "background" and loaded.alpha is not None:
+            # A cut-out asked for a new background: the regenerated pixels are content now, so
+            # they become opaque; outside the mask the input's alpha stays as it was.
+            coverage = np.rint(made.mask * 255).astype(np.uint8)
+            loaded = dataclasses.replace(loaded, alpha=np.maximum(loaded.alpha, coverage))
         outputs: list[Candidate] = []
         for i in range(candidates):
             with _timed(timings, "inpaint"):
@@ -294,8 +302,6 @@ class Editor:
                 edited = masks.composite(original, generated, made.mask)
                 if chosen == "background":
                     edited = masks.paste_subject(edited, original, made.subject_alpha)
-                from PIL import Image
-
                 outputs.append(
                     Candidate(image=restore_mode(Image.fromarray(edited), loaded), seed=seed + i)
                 )
