@@ -9,6 +9,7 @@ The openai client is built with ``max_retries=0``: its own retries would multipl
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import math
@@ -17,7 +18,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -42,6 +43,8 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 #: sent to servers that need no key (Ollama, vLLM, LM Studio): the client insists on one
 _PLACEHOLDER_KEY = "no-key-needed"
 _MAX_CAUSE_CHARS = 300
+#: request extension holding the monotonic time a request must be finished by
+_DEADLINE = "regionedit.deadline"
 
 T = TypeVar("T")
 
@@ -116,9 +119,65 @@ class LazyClient:
                 endpoint = self._endpoint
                 key = endpoint.api_key.get_secret_value() if endpoint.api_key else _PLACEHOLDER_KEY
                 self._client = openai.OpenAI(
-                    api_key=key, base_url=endpoint.url, timeout=self._timeout, max_retries=0
+                    api_key=key,
+                    base_url=endpoint.url,
+                    timeout=self._timeout,
+                    max_retries=0,
+                    http_client=_http_client_with_deadline(self._timeout),
                 )
             return self._client
+
+
+def _http_client_with_deadline(seconds: float) -> Any:
+    """openai's default HTTP client, plus a deadline of ``seconds`` on each whole request.
+
+    The client's timeouts bound each socket operation, so a server that trickles its answer a
+    byte at a time never trips them and holds the caller for as long as it likes. Past the
+    deadline the request ends with the ReadTimeout a silent server gets, so it is retried and
+    reported like any timeout.
+    """
+    import httpx2
+    import openai
+
+    class DeadlineStream(httpx2.SyncByteStream):
+        """The response body, cut off when the deadline passes."""
+
+        def __init__(self, stream: Any, request: Any) -> None:
+            self._stream = stream
+            self._request = request
+
+        def __iter__(self) -> Any:
+            for chunk in self._stream:
+                check(self._request)
+                yield chunk
+
+        def close(self) -> None:
+            self._stream.close()
+
+    def check(request: Any) -> None:
+        if time.monotonic() > request.extensions[_DEADLINE]:
+            raise httpx2.ReadTimeout(
+                f"the answer took more than {seconds:g} s in all", request=request
+            )
+
+    def start(request: Any) -> None:
+        request.extensions[_DEADLINE] = time.monotonic() + seconds
+
+    def bound(response: Any) -> None:
+        try:
+            check(response.request)  # the status line and headers may have trickled too
+        except httpx2.ReadTimeout:
+            response.close()
+            raise
+        response.stream = DeadlineStream(response.stream, response.request)
+
+    class Client(openai.DefaultHttpxClient):  # type: ignore[misc, valid-type]
+        def __del__(self) -> None:
+            # like the client openai builds itself: its connections close with it
+            with contextlib.suppress(Exception):
+                self.close()
+
+    return Client(event_hooks={"request": [start], "response": [bound]})
 
 
 class RetryPolicy(BaseModel):
@@ -233,7 +292,21 @@ def call_with_retries(
     try:
         return retrying(attempt)
     except openai.OpenAIError as exc:
+        _redact_exception(exc, endpoint)
         raise CallFailed(exc, attempts) from exc
+
+
+def _redact_exception(exc: BaseException | None, endpoint: Endpoint) -> None:
+    """Take the API key, should a server have echoed it, out of the messages of ``exc`` and
+    the exceptions behind it: callers chain it as the cause of their own error, and a
+    traceback (CLI --verbose, a logged exception) prints every message in the chain."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc.args = tuple(endpoint.redact(a) if isinstance(a, str) else a for a in exc.args)
+        if isinstance(getattr(exc, "message", None), str):
+            exc.message = endpoint.redact(exc.message)  # type: ignore[attr-defined]
+        exc = exc.__cause__ or exc.__context__
 
 
 def _cause(exc: BaseException | None) -> str:

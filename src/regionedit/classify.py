@@ -12,9 +12,9 @@ import json
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._openai_api import (
     CallFailed,
@@ -74,6 +74,8 @@ class RegionAnswer(BaseModel):
     """Which region of the photo the edit changes, and why."""
 
     # This model is sent to the LLM as a strict JSON schema, docstring and descriptions included.
+    # Extra keys are refused too: an answer that does not fit the schema exactly is not trusted.
+    model_config = ConfigDict(extra="forbid")
 
     # reason comes first so the model writes what changes before it commits to a label
     reason: str = Field(description="One short sentence naming what changes.")
@@ -124,7 +126,8 @@ class LLMClassifier:
 
     ``model`` defaults to ``$REGIONEDIT_LLM_MODEL``, else ``gpt-4o-mini``; ``api_key`` and
     ``base_url`` default to ``$OPENAI_API_KEY`` and ``$OPENAI_BASE_URL``. A base URL without a
-    key is fine (local servers). Transient failures (connection, timeout, 429, 5xx) are retried
+    key is fine (local servers). ``timeout`` bounds each request as a whole, in seconds (not
+    for a ``client`` passed in). Transient failures (connection, timeout, 429, 5xx) are retried
     up to ``max_attempts`` requests with jittered exponential backoff between ``backoff_base``
     and ``backoff_max`` seconds, honouring Retry-After; an invalid answer is asked once more.
     Identical questions are answered from a process-wide cache. Safe to share between threads.
@@ -174,6 +177,14 @@ class LLMClassifier:
         """Label the edit ``source`` -> ``target``; "unidentified" is returned, not raised."""
         source = normalize_description(source, "source")
         target = normalize_description(target, "target")
+        if _same_words(source, target):
+            # The prompt's own answer for this case, without spending a request on it.
+            return Classification(
+                label="unidentified",
+                reason="the source and target descriptions are the same: nothing to change",
+                source="llm",
+                classifier=self.id,
+            )
         key = (self._endpoint.url, self.model, self.prompt.id, source, target)
         with _cache_lock:
             cached = _cache.get(key)
@@ -182,7 +193,7 @@ class LLMClassifier:
         answer = self._ask(source, target)
         result = Classification(
             label=answer.label,
-            reason=" ".join(answer.reason.split())[:_MAX_REASON_CHARS],
+            reason=_one_printable_line(answer.reason)[:_MAX_REASON_CHARS],
             source="llm",
             classifier=self.id,
         )
@@ -282,17 +293,18 @@ class LLMClassifier:
         import openai
 
         try:
-            completion = self._client.get().chat.completions.parse(
-                model=self.model,
-                messages=messages,  # type: ignore[arg-type]
-                response_format=RegionAnswer,
-                **options,
+            message = _first_message(
+                lambda: self._client.get().chat.completions.parse(
+                    model=self.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    response_format=RegionAnswer,
+                    **options,
+                )
             )
         except ValidationError as exc:
             raise _InvalidAnswer(_short_validation_error(exc)) from None
         except (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError) as exc:
             raise _InvalidAnswer(str(exc)) from None
-        message = completion.choices[0].message
         if message.parsed is not None:
             return message.parsed
         if message.refusal:
@@ -303,13 +315,15 @@ class LLMClassifier:
         self, messages: list[dict[str, str]], options: dict[str, Any]
     ) -> RegionAnswer:
         """One request in JSON mode, for servers without json_schema; the prompt gives the form."""
-        completion = self._client.get().chat.completions.create(
-            model=self.model,
-            messages=messages,  # type: ignore[arg-type]
-            response_format={"type": "json_object"},
-            **options,
+        message = _first_message(
+            lambda: self._client.get().chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                response_format={"type": "json_object"},
+                **options,
+            )
         )
-        content = completion.choices[0].message.content or ""
+        content = message.content if isinstance(message.content, str) else ""
         # Some local models wrap the object in prose or a ``` fence even in JSON mode.
         start, end = content.find("{"), content.rfind("}")
         if start < 0 or end < start:
@@ -318,6 +332,39 @@ class LLMClassifier:
             return RegionAnswer.model_validate_json(content[start : end + 1])
         except ValidationError as exc:
             raise _InvalidAnswer(_short_validation_error(exc)) from None
+
+
+def _first_message(request: Callable[[], Any]) -> Any:
+    """The first choice's message of the chat completion ``request()`` returns.
+
+    A server (or a proxy in front of it) can answer 200 with a body that is no chat completion:
+    an HTML page, an empty body, JSON without choices. The client then fails while decoding,
+    with whatever error that happens to raise; all of them mean "not a usable answer".
+    """
+    try:
+        message = request().choices[0].message
+    except ValidationError:
+        raise  # the content does not fit RegionAnswer: reported as such by the caller
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+        problem = f"{type(exc).__name__}: {str(exc)[:100]}"
+    else:
+        if message is not None:
+            return message
+        problem = "its choice has no message"
+    raise _InvalidAnswer(
+        f"the server answered 200 with a body that is not a chat completion ({problem})"
+    )
+
+
+def _one_printable_line(text: str) -> str:
+    """``text`` on one line without control characters: a model's reason ends up in error
+    messages and logs, where an escape sequence would act on the user's terminal."""
+    return "".join(ch for ch in " ".join(text.split()) if ch.isprintable())
+
+
+def _same_words(source: str, target: str) -> bool:
+    """Whether two descriptions differ only in case and spacing."""
+    return source.casefold().split() == target.casefold().split()
 
 
 def _short_validation_error(exc: ValidationError) -> str:

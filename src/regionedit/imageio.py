@@ -236,8 +236,9 @@ def _unreadable_message(name: str, data: bytes) -> str:
 def _load_pil(im: Image.Image, *, path: str | None, sha256: str | None) -> LoadedImage:
     """Decode, validate and convert ``im``; ``sha256=None`` hashes the decoded pixels."""
     where = path or "The image"
-    n_frames = int(getattr(im, "n_frames", 1) or 1)
     try:
+        # Counting frames reads every frame header: a damaged later header fails here too.
+        n_frames = int(getattr(im, "n_frames", 1) or 1)
         im.load()  # decodes everything now, so truncation surfaces here and not mid-edit
     except Exception as exc:
         raise ImageInputError(
@@ -295,7 +296,10 @@ def _to_rgb(im: Image.Image) -> tuple[Image.Image, np.ndarray | None]:
 
 def _high_depth_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
     """Scale 16-bit, 32-bit integer and float single-channel pixels to 8 bits."""
-    data = values.astype(np.float32)
+    # float64: the span of float32 values (up to 2 * 3.4e38) overflows float32 itself.
+    # Converting a signalling NaN warns "invalid value"; NaNs are zeroed just after.
+    with np.errstate(invalid="ignore"):
+        data = values.astype(np.float64)
     np.nan_to_num(data, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     low, high = float(data.min()), float(data.max())
     if mode == "F" and low >= 0.0 and high <= 1.0:
@@ -495,6 +499,11 @@ def _output_error(exc: OSError, path: Path, *, creating_folder: bool = False) ->
     folder = path.parent
     if code in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
         advice = "the disk is full (or over quota). Free some space or write to another disk"
+    elif code == errno.EFBIG:
+        advice = (
+            "the file is larger than this file system (or a file size limit) allows. Write to "
+            "another disk, or choose a format that compresses more (.jpg, .webp)"
+        )
     elif code == errno.EROFS:
         advice = f"{folder} is on a read-only file system. Choose another output folder"
     elif code in (errno.EACCES, errno.EPERM):

@@ -78,7 +78,8 @@ class OpenAIImageInpainter:
     ``api_key`` and ``base_url`` default to ``$OPENAI_API_KEY`` and ``$OPENAI_BASE_URL``.
     ``size`` ("WIDTHxHEIGHT") forces the generation size; by default the endpoint size closest
     to the image's aspect ratio is used (:func:`endpoint_size`). Transient failures are retried
-    with the same policy as the LLM classifier (``max_attempts`` requests in all).
+    with the same policy as the LLM classifier (``max_attempts`` requests in all); ``timeout``
+    bounds each request as a whole, in seconds.
 
     The endpoint has no seed, step count, guidance or strength: ``seed`` is accepted (the editor
     records it) but the result is not reproducible, and the other knobs are ignored.
@@ -188,6 +189,8 @@ class OpenAIImageInpainter:
             )
         except CallFailed as failure:
             raise self._error(failure) from failure.cause
+        except ValueError as exc:  # a 200 whose body is not JSON (an HTML page, nothing)
+            raise self._not_an_image(f"an answer that is not JSON ({exc})") from None
 
         generated = self._decode(response)
         if generated.size != (gen_width, gen_height):
@@ -208,22 +211,28 @@ class OpenAIImageInpainter:
 
     def _decode(self, response: Any) -> Image.Image:
         """The first image of an ImagesResponse, as RGB; InpaintError if there is none."""
-        data = response.data or []
-        if not data or not data[0].b64_json:
-            got = "a URL" if data and data[0].url else "no image"
-            raise InpaintError(
-                f"The image edit endpoint at {self._endpoint.display_url} returned {got}, not "
-                "base64 image data (b64_json); regionedit needs the image in the answer. Use a "
-                f"GPT image model, {_USE_DIFFUSERS}."
-            )
+        # The client builds the response without validating it: a server may have sent any JSON.
+        data = getattr(response, "data", None)
+        first = data[0] if isinstance(data, list) and data else None
+        encoded = getattr(first, "b64_json", None)
+        if not isinstance(encoded, str) or not encoded:
+            got = "a URL" if isinstance(getattr(first, "url", None), str) else "no image"
+            raise self._not_an_image(f"{got}, not base64 image data (b64_json)")
         try:
-            with Image.open(io.BytesIO(base64.b64decode(data[0].b64_json))) as generated:
+            with Image.open(io.BytesIO(base64.b64decode(encoded))) as generated:
                 return generated.convert("RGB")
         except (OSError, ValueError) as exc:
             raise InpaintError(
                 f"The image edit endpoint returned data that is not an image ({exc}); retry, "
                 f"{_USE_DIFFUSERS}."
             ) from exc
+
+    def _not_an_image(self, got: str) -> InpaintError:
+        return InpaintError(
+            f"The image edit endpoint at {self._endpoint.display_url} returned {got}; "
+            "regionedit needs the image in the answer. Use a GPT image model, "
+            f"{_USE_DIFFUSERS}."
+        )
 
     def describe(self) -> dict[str, Any]:
         """Backend, model and endpoint (never the key), for the sidecar."""

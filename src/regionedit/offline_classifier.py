@@ -27,7 +27,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Literal
 
-from .errors import DescriptionError
+from .classify import normalize_description
 from .types import Classification, Label
 
 __all__ = ["OfflineClassifier", "CLASSIFIER_VERSION"]
@@ -372,16 +372,12 @@ class OfflineClassifier:
     def classify(self, source: str, target: str) -> Classification:
         """Classify the edit ``source`` -> ``target``.
 
-        Raises :class:`~regionedit.errors.DescriptionError` when a description is empty.
+        Raises :class:`~regionedit.errors.DescriptionError` when a description is empty; a very
+        long one is cut (with a warning) like the LLM classifier cuts it.
         """
-        for role, text in (("source", source), ("target", target)):
-            if not isinstance(text, str) or not text.strip():
-                raise DescriptionError(
-                    f"The {role} description is empty. Describe what the photo shows now "
-                    "(source) and what it should show (target), e.g. 'a dog on grass' -> "
-                    "'a dog on a beach'."
-                )
-        label, reason = self._decide(source.strip(), target.strip())
+        source = normalize_description(source, "source")
+        target = normalize_description(target, "target")
+        label, reason = self._decide(source, target)
         return Classification(
             label=label, reason=reason, source="offline", classifier=CLASSIFIER_VERSION
         )
@@ -405,6 +401,11 @@ class OfflineClassifier:
         what = "; ".join(c.text for c in changes)
         kinds = {c.kind for c in changes}
         if not kinds:
+            if _unreadable(source) != _unreadable(target):
+                return "unidentified", (
+                    "the descriptions differ in words the offline classifier cannot read (it "
+                    "reads English); use the LLM classifier or choose the region yourself"
+                )
             return "unidentified", "the two descriptions say the same thing"
         if kinds == {"pose"}:
             return "foreground", f"only the subject's pose or position changes ({what})"
@@ -477,6 +478,12 @@ def _read_change(
         # a thing put where a place was ("in the snow" -> "in the bed") is the new setting
         kind = "setting"
     return _Change(kind, text, in_place)
+
+
+def _unreadable(text: str) -> list[str]:
+    """The letters and digits of ``text`` the tokeniser skips (other scripts, accents)."""
+    readable = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return [ch for ch in text.casefold() if ch.isalnum() and ch not in readable]
 
 
 def _same_word_misspelt(a: str, b: str) -> bool:
