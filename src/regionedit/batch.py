@@ -577,6 +577,15 @@ def _readable_image_suffixes() -> frozenset[str]:
     )
 
 
+def _files_written_for(output: Path) -> list[Path]:
+    """Every file an item with this output may write: the image, its mask, sidecar and contact
+    sheet, and up to 64 candidates (the most ``candidates`` allows)."""
+    stem = output.stem
+    names = [f"{stem}.mask.png", f"{stem}.json", f"{stem}.sheet.png"]
+    names += [f"{stem}.{i}{output.suffix}" for i in range(1, 64)]
+    return [output, *(output.with_name(name) for name in names)]
+
+
 def _resolve_output_clashes(plan: BatchPlan) -> BatchPlan:
     """Give the 2nd, 3rd... item writing to the same path a ``.2``, ``.3``... suffix, and
     refuse any output path that is one of the inputs."""
@@ -588,7 +597,7 @@ def _resolve_output_clashes(plan: BatchPlan) -> BatchPlan:
         if seen[key] > 1:
             output = planned.output
             planned.output = output.with_name(f"{output.stem}.{seen[key]}{output.suffix}")
-        if planned.output.resolve() in inputs:
+        if any(path.resolve() in inputs for path in _files_written_for(planned.output)):
             raise OutputError(
                 f"The output {planned.output} would overwrite an input image: choose another "
                 "output folder (-o) or name pattern (--name)."

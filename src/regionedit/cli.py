@@ -136,7 +136,13 @@ def refuse_overwriting_input(output: Path, inputs: Sequence[Path]) -> None:
 
 def cmd_edit(args: argparse.Namespace) -> int:
     out = Path(args.output)
-    refuse_overwriting_input(out, [Path(args.image)])
+    # every file the edit writes: the image, the other candidates, the mask
+    outputs = [out]
+    outputs += (out.with_name(f"{out.stem}.{i}{out.suffix}") for i in range(1, args.candidates))
+    if args.save_mask:
+        outputs.append(out.with_name(f"{out.stem}.mask.png"))
+    for path in outputs:
+        refuse_overwriting_input(path, [Path(args.image)])
     result = make_editor(args).edit(args.image, args.source, args.target, **edit_kwargs(args))
     written = result.save(out, mask=args.save_mask, sidecar=not args.no_sidecar)
     summary = {

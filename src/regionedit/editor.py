@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
 import numpy as np
 
 from . import masks
-from .errors import DescriptionError, UnidentifiedRegionError
+from .errors import UnidentifiedRegionError
 from .types import (
     Candidate,
     Classification,
@@ -168,7 +168,7 @@ class Editor:
 
     def classify(self, source: str, target: str) -> Classification:
         """Ask the classifier which region the edit changes (may answer ``unidentified``)."""
-        _check_descriptions(source, target)
+        source, target = _check_descriptions(source, target)
         return self.classifier.classify(source, target)
 
     def decide(
@@ -181,7 +181,7 @@ class Editor:
     ) -> tuple[Region, Classification]:
         """The region to regenerate: the caller's override, or the classifier's answer with the
         unidentified policy applied."""
-        _check_descriptions(source, target)
+        source, target = _check_descriptions(source, target)
         if region is not None:
             if region not in ("foreground", "background"):
                 raise ValueError(f"region must be 'foreground' or 'background', not {region!r}")
@@ -256,6 +256,8 @@ class Editor:
         """
         from .imageio import LoadedImage, restore_mode
 
+        # cut once here, so the classifier, the prompt and the sidecar all see the same text
+        source, target = _check_descriptions(source, target)
         timings = StageTimings()
         with _timed(timings, "load"):
             loaded = image if isinstance(image, LoadedImage) else self.load(image)
@@ -418,13 +420,12 @@ def _small_subject_box(mask: np.ndarray) -> Optional[tuple[int, int, int, int]]:
     return box
 
 
-def _check_descriptions(source: str, target: str) -> None:
-    for name, text in (("source", source), ("target", target)):
-        if not isinstance(text, str) or not text.strip():
-            raise DescriptionError(
-                f"The {name} description is empty. Describe what the image shows now (source) "
-                "and what it should show (target), e.g. 'a dog on grass' -> 'a dog on a beach'."
-            )
+def _check_descriptions(source: str, target: str) -> tuple[str, str]:
+    """Both descriptions stripped and cut to the classifier's limit (with a warning);
+    DescriptionError when one is empty."""
+    from .classify import normalize_description
+
+    return normalize_description(source, "source"), normalize_description(target, "target")
 
 
 @contextmanager
