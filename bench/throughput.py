@@ -1,0 +1,143 @@
+"""Section 2: many images, three ways, on the tiny models with an LLM classifier.
+
+The same items (different real photos, a few distinct (source, target) pairs, the fake LLM
+answering after a fixed latency) are edited
+
+* naively: a fresh ``Editor`` per image, as a script that builds everything per image does
+  (the pipeline and the rembg session are loaded again for every image);
+* sequentially with one reused ``Editor`` (models loaded once);
+* by the batch: ``Editor.edit_many`` (``regionedit.batch.edit_many``), which classifies the
+  distinct pairs concurrently up front and loads and segments the next images while the
+  current one generates.
+
+After one unmeasured edit (imports and other one-time costs), the three run one after the
+other in each of several rounds; ratios are taken per round. Every run starts with an empty
+classifier cache and pays its own model loading. The batch's "sum of stages" is the sum over
+items of their stage timings: the time the same work takes when nothing overlaps; divided by
+the batch's wall time it shows how much overlapped.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .llm_stage import edit_pairs, fake_llm
+from .measure import Spread
+from .workspace import Workspace, photo_set
+
+SEED = 99
+
+
+def run(
+    ws: Workspace,
+    *,
+    items: int,
+    distinct_pairs: int,
+    side: int,
+    steps: int,
+    latency: float,
+    concurrency: int,
+    rounds: int,
+) -> dict:
+    """Time the three ways on ``items`` photos of ``side`` px, ``steps`` denoising steps, in
+    ``rounds`` rounds (each round runs the three one after the other; ratios are per round)."""
+    from regionedit.classify import clear_cache
+    from regionedit.editor import Editor
+
+    photos = photo_set(ws.folder / "photos" / f"set-{side}", items, side)
+    pairs = edit_pairs(distinct_pairs, 0)
+    work = [(path, *pairs[i % distinct_pairs]) for i, path in enumerate(photos)]
+    edit_kwargs = dict(seed=SEED, steps=steps)
+
+    def new_editor() -> Any:
+        return Editor(
+            classifier="llm",
+            segment_model_path=str(ws.u2net_model),
+            inpaint_model=str(ws.sd_model),
+            device="cpu",
+        )
+
+    def naive() -> dict:
+        return _one_by_one(lambda item: new_editor().edit(*item, **edit_kwargs), work)
+
+    def reused() -> dict:
+        editor = new_editor()
+        return _one_by_one(lambda item: editor.edit(*item, **edit_kwargs), work)
+
+    def batch() -> dict:
+        return _batch(new_editor(), work, edit_kwargs, concurrency)
+
+    modes = {"naive": naive, "reused_editor": reused}
+    if hasattr(Editor, "edit_many"):
+        modes["batch"] = batch
+    measured: dict[str, list[dict]] = {name: [] for name in modes}
+    with fake_llm(latency):
+        # one-time costs (imports, the classifier's prompt) are nobody's: pay them unmeasured
+        new_editor().edit(*work[0], **edit_kwargs)
+        for _ in range(rounds):
+            for name, mode in modes.items():
+                clear_cache()  # every run asks the LLM itself
+                measured[name].append(mode())
+
+    result: dict[str, Any] = {
+        "what": "edit N photos: fresh Editor per image vs one Editor vs Editor.edit_many",
+        "items": items,
+        "distinct_pairs": distinct_pairs,
+        "photo_long_side": side,
+        "steps": steps,
+        "llm_latency_s": latency,
+        "rounds": rounds,
+        "batch": {"pending": "Editor.edit_many does not exist yet"},
+    }
+    for name, runs in measured.items():
+        result[name] = {
+            "seconds": Spread.of(r["seconds"] for r in runs).as_dict(),
+            "per_item_s": Spread.of(s for r in runs for s in r["per_item"]).as_dict(),
+        }
+
+    def per_round(fn: Any) -> dict:
+        return Spread.of(fn(*runs) for runs in zip(*measured.values())).as_dict()
+
+    result["reused_speedup_vs_naive"] = per_round(lambda n, r, *_: n["seconds"] / r["seconds"])
+    # what building the Editor and loading its models again costs the naive script per image
+    result["reload_per_image_s"] = per_round(
+        lambda n, r, *_: (n["seconds"] - r["seconds"]) / items
+    )
+    if "batch" in measured:
+        batches = measured["batch"]
+        result["batch"].update(
+            sum_of_stages_s=Spread.of(r["sum_of_stages"] for r in batches).as_dict(),
+            overlap=Spread.of(r["sum_of_stages"] / r["seconds"] for r in batches).as_dict(),
+        )
+        result["batch_speedup_vs_naive"] = per_round(lambda n, r, b: n["seconds"] / b["seconds"])
+        result["batch_speedup_vs_reused"] = per_round(lambda n, r, b: r["seconds"] / b["seconds"])
+    return result
+
+
+def _one_by_one(edit_one: Any, work: list[tuple]) -> dict:
+    """Wall time of editing every item with ``edit_one``, and each item's time."""
+    start = time.perf_counter()
+    per_item = []
+    for item in work:
+        item_start = time.perf_counter()
+        edit_one(item)
+        per_item.append(time.perf_counter() - item_start)
+    return {"seconds": time.perf_counter() - start, "per_item": per_item}
+
+
+def _batch(editor: Any, work: list[tuple], edit_kwargs: dict, concurrency: int) -> dict:
+    """Wall time of the batch, the gaps between its results and the sum of its items' stages."""
+    start = last = time.perf_counter()
+    gaps, stage_sum, failures = [], 0.0, []
+    for outcome in editor.edit_many(work, llm_concurrency=concurrency, **edit_kwargs):
+        now = time.perf_counter()
+        gaps.append(now - last)
+        last = now
+        if outcome.status != "ok":
+            failures.append(f"{outcome.item.image.name}: {outcome.stage}: {outcome.error!r}")
+        stage_sum += outcome.timings.total
+    wall = time.perf_counter() - start
+    if failures:
+        raise RuntimeError(f"{len(failures)} batch item(s) failed, first: {failures[0]}")
+    return {"seconds": wall, "per_item": gaps, "sum_of_stages": stage_sum}
