@@ -208,6 +208,8 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like a real API server
+    # headers and body go out as two writes; with Nagle on, each reply waits ~40 ms for an ACK
+    disable_nagle_algorithm = True
     server: _HTTPServer
 
     def _dispatch(self) -> None:
