@@ -171,3 +171,31 @@ def test_bad_inputs_raise(scene) -> None:
         match_colors(original.astype(np.float32), original.astype(np.float32), mask)
     with pytest.raises(ValueError, match="Unknown colour matching method"):
         match_colors(original, original, mask, method="magic")  # type: ignore[arg-type]
+
+
+def test_float32_lab_round_trips_every_8_bit_colour_it_is_given() -> None:
+    """The correction converts in float32; that precision must not move any 8-bit colour."""
+    codes = np.arange(0, 2**24, 7, dtype=np.uint32)  # 2.4 M colours spread over the cube
+    rgb = np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], axis=-1)
+    rgb = rgb.astype(np.uint8)
+    lab32 = srgb_to_lab(rgb, dtype=np.float32)
+    assert lab32.dtype == np.float32
+    assert np.abs(lab32 - srgb_to_lab(rgb)).max() < 1e-3
+    assert np.array_equal(lab_to_srgb(lab32), rgb)
+
+
+def test_cast_is_corrected_in_every_part_of_a_large_region() -> None:
+    """A region taller than one correction step (about 1 M pixels) is corrected throughout."""
+    original = _photo("astronaut", (1024, 1536))
+    region = np.zeros(original.shape[:2], dtype=bool)
+    region[100:1436, 150:874] = True
+    generated = _warm_cast(original)
+    out = match_colors(generated, original, region.astype(np.float32))
+    assert np.array_equal(out[~region], original[~region])
+    truth = srgb_to_lab(original)
+    for rows in (slice(100, 700), slice(700, 1436)):  # first and later correction steps
+        part = region.copy()
+        part[:rows.start] = part[rows.stop:] = False
+        before = delta_e76(srgb_to_lab(generated[part]), truth[part]).mean()
+        after = delta_e76(srgb_to_lab(out[part]), truth[part]).mean()
+        assert after < 0.6 * before
