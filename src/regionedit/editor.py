@@ -255,6 +255,8 @@ class Editor:
         (what :meth:`mask` returned for this image and region) skips segmentation: batch work
         does both ahead of generation.
         """
+        from PIL import Image
+
         from .imageio import LoadedImage, restore_mode
 
         # cut once here, so the classifier, the prompt and the sidecar all see the same text
@@ -285,8 +287,6 @@ class Editor:
             on_unidentified=on_unidentified,
             max_side=max_side,
         )
-        from PIL import Image
-
         original = np.asarray(loaded.rgb)
         if chosen == "background" and loaded.alpha is not None:
             # A cut-out asked for a new background: the regenerated pixels are content now, so
