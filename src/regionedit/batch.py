@@ -239,15 +239,15 @@ def _prepare(
     on_unidentified: BatchPolicy,
 ) -> ItemResult:
     """Load, decide and mask one item (on the prefetch thread); failures become results."""
-    from .editor import _timed
+    from .editor import timed_stage
 
     timings = StageTimings()
     stage: Stage = "load"
     try:
-        with _timed(timings, "load"):
+        with timed_stage(timings, "load"):
             loaded = editor.load(item.image)
         stage = "classify"
-        with _timed(timings, "classify"):
+        with timed_stage(timings, "classify"):
             if decision is not None:
                 region, classification = decision.result()
             else:
@@ -255,7 +255,7 @@ def _prepare(
                     item.source, item.target, region=kwargs.get("region")
                 )
         stage = "segment"
-        with _timed(timings, "segment"):
+        with timed_stage(timings, "segment"):
             mask_kwargs = {k: kwargs[k] for k in ("grow", "feather") if k in kwargs}
             mask = editor.mask(loaded, region, **mask_kwargs)
     except UnidentifiedRegionError as exc:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .inpaint import Inpainter
     from .segment import Segmenter
 
-__all__ = ["Editor", "edit", "MaskResult"]
+__all__ = ["Editor", "edit", "MaskResult", "default_editor", "timed_stage"]
 
 log = logging.getLogger("regionedit")
 
@@ -262,13 +262,13 @@ class Editor:
         # cut once here, so the classifier, the prompt and the sidecar all see the same text
         source, target = _check_descriptions(source, target)
         timings = StageTimings()
-        with _timed(timings, "load"):
+        with timed_stage(timings, "load"):
             loaded = image if isinstance(image, LoadedImage) else self.load(image)
-        with _timed(timings, "classify"):
+        with timed_stage(timings, "classify"):
             chosen, decision = decided or self.decide(
                 source, target, region=region, on_unidentified=on_unidentified
             )
-        with _timed(timings, "segment"):
+        with timed_stage(timings, "segment"):
             made = prepared_mask or self.mask(loaded, chosen, grow=grow, feather=feather)
         if seed is None:
             seed = secrets.randbelow(2**31)
@@ -295,9 +295,9 @@ class Editor:
             loaded = dataclasses.replace(loaded, alpha=np.maximum(loaded.alpha, coverage))
         outputs: list[Candidate] = []
         for i in range(candidates):
-            with _timed(timings, "inpaint"):
+            with timed_stage(timings, "inpaint"):
                 generated = self._generate(loaded.rgb, made.mask, chosen, settings, seed + i)
-            with _timed(timings, "composite"):
+            with timed_stage(timings, "composite"):
                 if self.color_match:
                     from .colormatch import match_colors
 
@@ -436,7 +436,8 @@ def _check_descriptions(source: str, target: str) -> tuple[str, str]:
 
 
 @contextmanager
-def _timed(timings: StageTimings, stage: str) -> Iterator[None]:
+def timed_stage(timings: StageTimings, stage: str) -> Iterator[None]:
+    """Add the seconds spent in the ``with`` block to ``timings.<stage>`` (batch uses it too)."""
     start = time.perf_counter()
     try:
         yield
