@@ -45,7 +45,7 @@ from .errors import (
     OutputError,
     UnidentifiedRegionError,
 )
-from .types import Classification, EditResult, Region, StageTimings
+from .types import Classification, EditResult, Region, StageTimings, output_paths
 
 if TYPE_CHECKING:  # pragma: no cover
     from .editor import Editor, MaskResult
@@ -578,12 +578,13 @@ def _readable_image_suffixes() -> frozenset[str]:
 
 
 def _files_written_for(output: Path) -> list[Path]:
-    """Every file an item with this output may write: the image, its mask, sidecar and contact
-    sheet, and up to 64 candidates (the most ``candidates`` allows)."""
-    stem = output.stem
-    names = [f"{stem}.mask.png", f"{stem}.json", f"{stem}.sheet.png"]
-    names += [f"{stem}.{i}{output.suffix}" for i in range(1, 64)]
-    return [output, *(output.with_name(name) for name in names)]
+    """Every file an item with this output may write: what ``EditResult.save`` writes with up
+    to 64 candidates (the most ``candidates`` allows), and the contact sheet."""
+    return [*output_paths(output, candidates=64).values(), _sheet_path(output)]
+
+
+def _sheet_path(output: Path) -> Path:
+    return output.with_name(f"{output.stem}.sheet.png")
 
 
 def _resolve_output_clashes(plan: BatchPlan) -> BatchPlan:
@@ -859,8 +860,9 @@ def _write_outputs(
             "settings": planned.item.settings(options.edit),
             **batch_record,
         }
-        written = {"mask": save_image(mask.image(), output.with_name(f"{output.stem}.mask.png"))}
-        side = output.with_suffix(".json")
+        paths = output_paths(output)
+        written = {"mask": save_image(mask.image(), paths["mask"])}
+        side = paths["sidecar"]
         text = json.dumps(decision, indent=2) + "\n"
         written["decision"] = atomic_write_bytes(side, text.encode())
         return written
@@ -880,7 +882,7 @@ def _write_outputs(
     if len(result.candidates) > 1:
         tiles = [(outcome.loaded.rgb, "input"), (mask.image(), "mask")]
         tiles += [(c.image, f"seed {c.seed}") for c in result.candidates]
-        sheet_path = output.with_name(f"{output.stem}.sheet.png")
+        sheet_path = _sheet_path(output)
         written["sheet"] = save_image(contact_sheet(tiles), sheet_path)
     return written
 

@@ -135,13 +135,16 @@ def refuse_overwriting_input(output: Path, inputs: Sequence[Path]) -> None:
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
+    from .types import output_paths
+
     out = Path(args.output)
-    # every file the edit writes: the image, the other candidates, the mask
-    outputs = [out]
-    outputs += (out.with_name(f"{out.stem}.{i}{out.suffix}") for i in range(1, args.candidates))
-    if args.save_mask:
-        outputs.append(out.with_name(f"{out.stem}.mask.png"))
-    for path in outputs:
+    # every file the edit writes: the image, the other candidates, the mask, the sidecar
+    outputs = output_paths(out, candidates=args.candidates)
+    if not args.save_mask:
+        del outputs["mask"]
+    if args.no_sidecar:
+        del outputs["sidecar"]
+    for path in outputs.values():
         refuse_overwriting_input(path, [Path(args.image)])
     result = make_editor(args).edit(args.image, args.source, args.target, **edit_kwargs(args))
     written = result.save(out, mask=args.save_mask, sidecar=not args.no_sidecar)

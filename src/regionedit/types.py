@@ -18,6 +18,21 @@ UnidentifiedPolicy = Literal["error", "foreground", "background"]
 SIDECAR_SCHEMA = "regionedit.edit/1"
 
 
+def output_paths(path: str | os.PathLike[str], *, candidates: int = 1) -> dict[str, Path]:
+    """Where :meth:`EditResult.save` writes each file for an image saved at ``path``: the image,
+    its mask, its sidecar and ``candidate1`` ... ``candidate<N-1>`` (the one place that knows
+    these names, so callers can check them before an edit runs)."""
+    path = Path(path)
+    paths = {
+        "image": path,
+        "mask": path.with_name(f"{path.stem}.mask.png"),
+        "sidecar": path.with_suffix(".json"),
+    }
+    for i in range(1, candidates):
+        paths[f"candidate{i}"] = path.with_name(f"{path.stem}.{i}{path.suffix}")
+    return paths
+
+
 class Classification(BaseModel):
     """The region decision, with a short reason and where it came from."""
 
@@ -140,15 +155,16 @@ class EditResult(BaseModel):
         from .imageio import atomic_write_bytes, save_image
 
         path = Path(path)
+        default = output_paths(path, candidates=len(self.candidates))
         written = {"image": save_image(self.image, path, **save_kwargs)}
         if mask:
-            mask_path = path.with_name(path.stem + ".mask.png") if mask is True else Path(mask)
+            mask_path = default["mask"] if mask is True else Path(mask)
             written["mask"] = save_image(self.mask_image(), mask_path)
         for i, cand in enumerate(self.candidates[1:], start=1):
-            cand_path = path.with_name(f"{path.stem}.{i}{path.suffix}")
-            written[f"candidate{i}"] = save_image(cand.image, cand_path, **save_kwargs)
+            key = f"candidate{i}"
+            written[key] = save_image(cand.image, default[key], **save_kwargs)
         if sidecar:
-            side_path = path.with_suffix(".json") if sidecar is True else Path(sidecar)
+            side_path = default["sidecar"] if sidecar is True else Path(sidecar)
             record = self.sidecar()
             record["output"] = {k: str(v) for k, v in written.items()}
             record.update(sidecar_extra or {})
