@@ -178,10 +178,10 @@ def tiny_clip_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
         CLIPTokenizer,
     )
 
-    from support.tiny_sd import _byte_level_vocab
+    from support.tiny_sd import byte_level_vocab
 
     torch.manual_seed(0)
-    tokenizer = CLIPTokenizer(vocab=_byte_level_vocab(), merges=[], model_max_length=77)
+    tokenizer = CLIPTokenizer(vocab=byte_level_vocab(), merges=[], model_max_length=77)
     config = CLIPConfig(
         text_config=dict(
             vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37,

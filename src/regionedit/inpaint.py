@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_INPAINT_MODEL",
     "INPAINTERS",
     "DiffusersInpainter",
+    "looks_like_path",
     "Inpainter",
     "degenerate_output_reason",
     "generation_size",
@@ -289,7 +290,7 @@ class DiffusersInpainter:
         """Say why ``self.model`` could not be loaded and how to make it loadable."""
         model = str(self.model)
         head = f"Could not load inpainting model {model!r}: {type(exc).__name__}: {exc}".rstrip()
-        if _looks_like_path(self.model):
+        if looks_like_path(self.model):
             advice = (
                 "A local model must be a folder written by `pipeline.save_pretrained(folder)`: "
                 "model_index.json plus one subfolder per component (unet, vae, text_encoder, "
@@ -456,7 +457,7 @@ def _native_size(pipe: Any) -> int:
     return int(sample) * int(getattr(pipe, "vae_scale_factor", 8))
 
 
-def _looks_like_path(model: str | os.PathLike[str]) -> bool:
+def looks_like_path(model: str | os.PathLike[str]) -> bool:
     """True when ``model`` is meant as a local folder rather than a hub id like "org/name"."""
     if isinstance(model, os.PathLike) or Path(model).exists():
         return True

@@ -345,9 +345,9 @@ def _load_region(mask: ImageLike) -> np.ndarray:
 @functools.lru_cache(maxsize=2)
 def _load_clip(model: str) -> tuple[Any, Any]:
     """The CLIP model and processor for ``model``, loaded once per process."""
-    from .inpaint import _looks_like_path
+    from .inpaint import looks_like_path
 
-    if _looks_like_path(model) and not Path(model).expanduser().is_dir():
+    if looks_like_path(model) and not Path(model).expanduser().is_dir():
         raise ModelLoadError(
             f"There is no folder at {model!r} to load a CLIP model from. Check the path, or pass "
             "a Hugging Face id such as openai/clip-vit-base-patch32."

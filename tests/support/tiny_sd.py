@@ -19,7 +19,7 @@ TINY_NATIVE_SIZE = 64
 _MAX_TOKENS = 77
 
 
-def _byte_level_vocab() -> dict[str, int]:
+def byte_level_vocab() -> dict[str, int]:
     """CLIP's two special tokens plus every GPT-2 byte character, alone and word-final.
 
     With no merges, BPE splits each word into single bytes, so any prompt tokenizes
@@ -68,7 +68,7 @@ def build_tiny_sd_inpainting(folder: Path, *, seed: int = 0) -> Path:
         latent_channels=4,
         norm_num_groups=8,
     )
-    tokenizer = CLIPTokenizer(vocab=_byte_level_vocab(), merges=[], model_max_length=_MAX_TOKENS)
+    tokenizer = CLIPTokenizer(vocab=byte_level_vocab(), merges=[], model_max_length=_MAX_TOKENS)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             vocab_size=len(tokenizer),
