@@ -46,16 +46,56 @@ log = logging.getLogger("regionedit")
 #: on a crop, so it gets the model's full resolution instead of a few latent pixels
 CROP_BELOW_FRACTION = 0.35
 _CROP_PADDING_FRACTION = 0.25
+#: longer side of the working copy of larger images: above the input size of every rembg model
+#: (320-1024 px) and of SD 1.5 and SDXL (512, 1024), so nothing is lost, while a 24 MP photo's
+#: masks cost what a 0.7 MP one's do
+WORK_SIDE = 1024
 
 
 class MaskResult:
-    """What :meth:`Editor.mask` returns: the regenerated-region mask and what it was built from."""
+    """What :meth:`Editor.mask` returns: the regenerated-region mask and what it was built from.
 
-    def __init__(self, mask: np.ndarray, subject_alpha: np.ndarray, region: Region, source: str):
-        self.mask = mask  #: float32 HxW, 1 = would be regenerated
-        self.subject_alpha = subject_alpha  #: float32 HxW soft alpha of the subject
+    Masks are built on a working copy of the image no larger than ``Editor.work_side`` (every
+    segmentation and inpainting model works below that size); :attr:`mask` and
+    :attr:`subject_alpha` give them at the image's own size, scaled up on first use.
+    """
+
+    def __init__(
+        self,
+        work_mask: np.ndarray,
+        work_alpha: np.ndarray,
+        region: Region,
+        source: str,
+        *,
+        work_image: "PIL.Image.Image",
+        size: tuple[int, int],
+        input_alpha: Optional[np.ndarray] = None,
+    ):
+        self.work_mask = work_mask  #: float32, working size, 1 = would be regenerated
+        self.work_alpha = work_alpha  #: float32, working size, soft alpha of the subject
+        self.work_image = work_image  #: the RGB working copy the masks were built on
         self.region = region
         self.source = source  #: "input-alpha" or the segmenter's name
+        self.size = size  #: (width, height) of the image
+        # the input's own alpha at full size: an exact cut-out edge worth keeping as it is
+        self._input_alpha = input_alpha
+
+    @property
+    def scaled(self) -> bool:
+        """Whether the working copy is smaller than the image."""
+        return self.work_image.size != self.size
+
+    @functools.cached_property
+    def mask(self) -> np.ndarray:
+        """float32 HxW at the image's size, 1 = would be regenerated."""
+        return masks.resize(self.work_mask, self.size) if self.scaled else self.work_mask
+
+    @functools.cached_property
+    def subject_alpha(self) -> np.ndarray:
+        """float32 HxW at the image's size: the subject's soft alpha."""
+        if self._input_alpha is not None:
+            return self._input_alpha
+        return masks.resize(self.work_alpha, self.size) if self.scaled else self.work_alpha
 
     def image(self) -> "PIL.Image.Image":
         return masks.to_image(self.mask)
@@ -92,6 +132,7 @@ class Editor:
         color_match: bool = True,
         crop_small_subjects: bool = True,
         max_pixels: Optional[int] = None,
+        work_side: int = WORK_SIDE,
     ) -> None:
         self._classifier_spec = classifier
         self._segmenter = segmenter
@@ -111,6 +152,10 @@ class Editor:
         self.crop_small_subjects = crop_small_subjects
         #: decompression-bomb guard for inputs (None: $REGIONEDIT_MAX_PIXELS or Pillow's limit)
         self.max_pixels = max_pixels
+        if work_side < 64:
+            raise ValueError(f"work_side must be at least 64 px, got {work_side}")
+        #: longer side of the working copy masks and generation use (see :class:`MaskResult`)
+        self.work_side = work_side
         self._build_lock = threading.Lock()
         # One generation at a time per Editor: a device runs one pipeline call well, not two.
         self._generate_lock = threading.Lock()
@@ -208,20 +253,31 @@ class Editor:
         grow: int = 6,
         feather: int = 4,
     ) -> MaskResult:
-        """The mask of the pixels an edit of ``region`` would regenerate (1 = regenerated)."""
-        from .imageio import LoadedImage
+        """The mask of the pixels an edit of ``region`` would regenerate (1 = regenerated).
+
+        ``grow`` and ``feather`` are in the image's pixels; on a scaled-down working copy they
+        shrink with it (at least 1 px each when not 0).
+        """
+        from .imageio import LoadedImage, shrink
         from .segment import subject_alpha_from_input
 
         loaded = image if isinstance(image, LoadedImage) else self.load(image)
-        alpha = subject_alpha_from_input(loaded)
-        source = "input-alpha"
-        if alpha is None:
-            alpha = self.segmenter.subject_alpha(loaded.rgb)
+        work = shrink(loaded.rgb, self.work_side)
+        scale = work.width / loaded.rgb.width
+        input_alpha = subject_alpha_from_input(loaded)
+        if input_alpha is not None:
+            alpha = masks.resize(input_alpha, work.size) if work is not loaded.rgb else input_alpha
+            source = "input-alpha"
+        else:
+            alpha = self.segmenter.subject_alpha(work)
             source = self.segmenter.name
         build = masks.foreground_mask if region == "foreground" else masks.background_mask
-        regen = build(alpha, grow_px=grow, feather_px=feather)
+        regen = build(alpha, grow_px=_scaled_px(grow, scale), feather_px=_scaled_px(feather, scale))
         masks.check_coverage(regen, what=f"{region} mask")
-        return MaskResult(regen, alpha, region, source)
+        return MaskResult(
+            regen, alpha, region, source, work_image=work, size=loaded.size,
+            input_alpha=input_alpha if work is not loaded.rgb else None,
+        )
 
     # -- the whole edit ----------------------------------------------------------------------
 
@@ -255,8 +311,6 @@ class Editor:
         (what :meth:`mask` returned for this image and region) skips segmentation: batch work
         does both ahead of generation.
         """
-        from PIL import Image
-
         from .imageio import LoadedImage, restore_mode
 
         # cut once here, so the classifier, the prompt and the sidecar all see the same text
@@ -287,30 +341,30 @@ class Editor:
             on_unidentified=on_unidentified,
             max_side=max_side,
         )
-        original = np.asarray(loaded.rgb)
         if chosen == "background" and loaded.alpha is not None:
             # A cut-out asked for a new background: the regenerated pixels are content now, so
             # they become opaque; outside the mask the input's alpha stays as it was.
             coverage = np.rint(made.mask * 255).astype(np.uint8)
             loaded = dataclasses.replace(loaded, alpha=np.maximum(loaded.alpha, coverage))
+        # The model works on the small working copy unless it generates larger than that.
+        generation_side = max_side or getattr(self.inpainter, "native_size", None)
+        if made.scaled and (generation_side is None or generation_side > self.work_side):
+            model_input, model_mask, model_alpha = loaded.rgb, made.mask, made.subject_alpha
+        else:
+            model_input, model_mask, model_alpha = made.work_image, made.work_mask, made.work_alpha
         outputs: list[Candidate] = []
         for i in range(candidates):
             with timed_stage(timings, "inpaint"):
-                generated = self._generate(loaded.rgb, made.mask, chosen, settings, seed + i)
+                generated = self._generate(model_input, model_mask, chosen, settings, seed + i)
             with timed_stage(timings, "composite"):
-                if self.color_match:
-                    from .colormatch import match_colors
-
-                    generated = match_colors(generated, original, made.mask)
-                edited = masks.composite(original, generated, made.mask)
-                if chosen == "background":
-                    edited = masks.paste_subject(edited, original, made.subject_alpha)
+                edited = self._composite(loaded, made, model_input, generated, model_mask,
+                                         model_alpha if chosen == "background" else None)
                 outputs.append(
-                    Candidate(image=restore_mode(Image.fromarray(edited), loaded), seed=seed + i)
+                    Candidate(image=restore_mode(edited, loaded, copy=False), seed=seed + i)
                 )
         return EditResult(
             image=outputs[0].image,
-            mask=made.mask,
+            mask_result=made,
             region=chosen,
             classification=decision,
             settings=settings,
@@ -320,6 +374,33 @@ class Editor:
             input_path=loaded.path,
             input_sha256=loaded.sha256,
         )
+
+    def _composite(
+        self,
+        loaded: "LoadedImage",
+        made: MaskResult,
+        model_input: "PIL.Image.Image",
+        generated: np.ndarray,
+        mask: np.ndarray,
+        subject_alpha: Optional[np.ndarray],
+    ) -> "PIL.Image.Image":
+        """The full-size edited RGB image: ``generated`` (at ``model_input``'s size) colour
+        matched, blended in by ``mask`` and, for a background edit, the subject pasted back."""
+        from PIL import Image
+
+        if self.color_match:
+            from .colormatch import match_colors
+
+            generated = match_colors(generated, np.asarray(model_input), mask)
+        exact_subject = None
+        if subject_alpha is not None and made.scaled and model_input is made.work_image:
+            # a cut-out's own alpha is sharper than its scaled copy: paste the subject with it
+            exact_subject = made.subject_alpha if made.source == "input-alpha" else None
+        weight = masks.to_weight_image(mask, None if exact_subject is not None else subject_alpha)
+        edited = masks.blend(loaded.rgb, Image.fromarray(generated), weight)
+        if exact_subject is not None:
+            edited = masks.blend(edited, loaded.rgb, masks.to_image(exact_subject))
+        return edited
 
     def edit_many(self, items: "Iterable[BatchItemLike]", **kwargs: Any) -> "Iterator[ItemResult]":
         """Edit many images, yielding one :class:`~regionedit.batch.ItemResult` per item as it
@@ -425,6 +506,12 @@ def _small_subject_box(mask: np.ndarray) -> Optional[tuple[int, int, int, int]]:
     if (right - left) * (bottom - top) >= CROP_BELOW_FRACTION * height * width:
         return None
     return box
+
+
+def _scaled_px(px: int, scale: float) -> int:
+    """A distance of ``px`` image pixels on a copy scaled by ``scale``: 0 stays 0, any other
+    distance keeps at least one pixel."""
+    return 0 if px == 0 else max(1, round(px * scale))
 
 
 def _check_descriptions(source: str, target: str) -> tuple[str, str]:

@@ -1,13 +1,19 @@
 """Pure mask arithmetic on numpy arrays: threshold, grow/shrink, feather, composite.
 
 Conventions: a *mask* is bool HxW or float32 HxW in [0, 1], 1 meaning "regenerate this pixel";
-an *alpha* is the subject's soft matte, float32 HxW in [0, 1], 1 meaning "subject". Every
-function works at full resolution and stays within a few full-size float32/bool buffers, so
-24-megapixel photos are fine. The image border never counts as a mask edge: a subject cut by
-the frame is not shrunk or feathered along the frame.
+an *alpha* is the subject's soft matte, float32 HxW in [0, 1], 1 meaning "subject". The image
+border never counts as a mask edge: a subject cut by the frame is not shrunk or feathered along
+the frame.
+
+The array functions work at whatever size they are given, within a few buffers of that size.
+The editor builds masks at a working size of about a megapixel (every segmentation and
+inpainting model works below it) and only :func:`blend` touches full-resolution pixels, with
+Pillow's C code, so a 24-megapixel photo costs a few passes over its pixels.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from PIL import Image
@@ -30,6 +36,9 @@ __all__ = [
     "to_image",
     "from_image",
     "crop_box",
+    "resize",
+    "to_weight_image",
+    "blend",
 ]
 
 #: share of pixels that must be transparent, and opaque, for an input alpha to count as a matte
@@ -38,6 +47,9 @@ MEANINGFUL_ALPHA_SHARE = 0.01
 _TILE = 64
 # Pixels per strip in composite: ~3 MB float32 temporaries, small enough to stay in cache.
 _BLEND_PIXELS = 1 << 18
+# Output rows per strip in blend: ~1.5 MB of RGB at 6000 px wide, so strips stay in cache and
+# two threads share the work evenly.
+_BLEND_ROWS = 64
 
 _RETRY_ADVICE = (
     "Try another segmentation model (e.g. 'isnet-general-use' or 'birefnet-general'), supply "
@@ -197,6 +209,85 @@ def from_image(img: Image.Image) -> np.ndarray:
     values = np.asarray(img.convert("L"), dtype=np.float32)
     values /= 255.0
     return values
+
+
+def resize(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """float32 HxW: ``mask`` (or an alpha) resized to ``size`` = (width, height), bilinear.
+
+    Values stay within the input's range, and a pixel whose neighbourhood is all 0 stays
+    exactly 0, so "outside the mask" means the same at both sizes.
+    """
+    values = np.asarray(mask, dtype=np.float32)
+    if (values.shape[1], values.shape[0]) == tuple(size):
+        return values.copy()
+    # Shrinking with plain bilinear would skip pixels; Pillow widens the filter to the scale.
+    return np.asarray(Image.fromarray(values, "F").resize(size, Image.Resampling.BILINEAR))
+
+
+def to_weight_image(mask: np.ndarray, subject_alpha: np.ndarray | None = None) -> Image.Image:
+    """8-bit "L" image of the weight :func:`blend` gives the generated pixels: ``mask``, or,
+    with ``subject_alpha``, ``mask * (1 - subject_alpha)``.
+
+    The second form composites and pastes the original subject back in one pass: blending
+    ``original + mask * (generated - original)`` and then the subject over it with its alpha
+    is exactly ``original + mask * (1 - alpha) * (generated - original)``.
+    """
+    weight = np.clip(np.asarray(mask, dtype=np.float32), 0.0, 1.0)
+    if subject_alpha is not None:
+        weight = weight * (1.0 - np.clip(np.asarray(subject_alpha, dtype=np.float32), 0.0, 1.0))
+    return to_image(weight)
+
+
+def blend(
+    original: Image.Image,
+    generated: Image.Image,
+    weight: Image.Image,
+    *,
+    threads: int = 2,
+) -> Image.Image:
+    """RGB image at ``original``'s size: ``original`` where ``weight`` is 0, ``generated``
+    where it is 255, and the rounded linear blend in between.
+
+    ``generated`` (RGB) and ``weight`` ("L", as from :func:`to_weight_image`) may be smaller
+    than ``original``: they are then scaled up (bicubic and bilinear) strip by strip, so no
+    full-size upscaled copy is ever held, on up to ``threads`` threads (Pillow releases the
+    GIL while it resizes and pastes). A pixel whose weight neighbourhood is all 0 is left
+    exactly as in ``original``.
+    """
+    if generated.size != weight.size:
+        raise ValueError(
+            f"blend needs generated and weight of one size, got {generated.size} and {weight.size}"
+        )
+    out = original.convert("RGB") if original.mode != "RGB" else original.copy()
+    if generated.size == out.size:
+        out.paste(generated, (0, 0), weight)
+        return out
+    width, height = out.size
+    scale = generated.height / height
+    # Widen first, then resize rows strip by strip: a vertical-only resize of a strip samples
+    # exactly the rows a whole-image one would (Pillow reads past the box for the filter's
+    # support), so strips join without a seam.
+    wide = generated.resize((width, generated.height), Image.Resampling.BICUBIC)
+    wide_weight = weight.resize((width, weight.height), Image.Resampling.BILINEAR)
+
+    def one_strip(top: int) -> None:
+        bottom = min(height, top + _BLEND_ROWS)
+        box = (0.0, top * scale, float(width), bottom * scale)
+        size = (width, bottom - top)
+        strip_weight = wide_weight.resize(size, Image.Resampling.BILINEAR, box=box)
+        out.paste(wide.resize(size, Image.Resampling.BICUBIC, box=box), (0, top), strip_weight)
+
+    tops = range(0, height, _BLEND_ROWS)
+    if threads <= 1:
+        for top in tops:
+            one_strip(top)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # strips write disjoint rows of ``out``
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="regionedit-blend") as pool:
+            list(pool.map(one_strip, tops))
+    return out
 
 
 def crop_box(

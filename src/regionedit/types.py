@@ -97,8 +97,8 @@ class EditResult(BaseModel):
 
     #: the edited image, at the input's size and mode (first candidate)
     image: Any
-    #: float32 HxW in [0, 1], 1 (white) = regenerated
-    mask: Any
+    #: the :class:`~regionedit.editor.MaskResult` the edit used; see :attr:`mask`
+    mask_result: Any = Field(repr=False)
     region: Region
     classification: Classification
     #: settings as used, ``seed`` being the seed actually drawn for the first candidate
@@ -114,6 +114,12 @@ class EditResult(BaseModel):
     def seed(self) -> int:
         assert self.settings.seed is not None
         return self.settings.seed
+
+    @property
+    def mask(self) -> Any:
+        """float32 HxW in [0, 1] at the input's size, 1 (white) = regenerated; pixels where it
+        is 0 are exactly the input's. (Scaled up from the working size on first use.)"""
+        return self.mask_result.mask
 
     def mask_image(self):
         """The regenerated mask as an 8-bit grayscale PIL image (white = regenerated)."""

@@ -1,0 +1,169 @@
+"""Large photos: masks and generation on a scaled-down working copy, the full-size result
+blended strip by strip. ``work_side`` is lowered so that test photos count as large."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from regionedit import Editor, masks
+from regionedit.colormatch import _apply_reinhard, lab_to_srgb, srgb_to_lab
+
+FAST = dict(steps=2, seed=5)
+
+
+def _rgb(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("RGB")).astype(np.int16)
+
+
+@pytest.fixture
+def small_work_editor(rembg_segmenter, tiny_inpainter) -> Editor:
+    return Editor(segmenter=rembg_segmenter, inpainter=tiny_inpainter, work_side=96)
+
+
+@pytest.mark.parametrize("region", ["foreground", "background"])
+def test_large_photo_keeps_every_unmasked_pixel(small_work_editor, chelsea_path, region):
+    result = small_work_editor.edit(chelsea_path, "a cat", "a tiger", region=region, **FAST)
+    original = _rgb(Image.open(chelsea_path))
+    edited = _rgb(result.image)
+    assert edited.shape == original.shape == (300, 451, 3)
+    assert result.mask.shape == (300, 451) and result.mask.dtype == np.float32
+    assert result.mask_result.scaled and max(result.mask_result.work_image.size) == 96
+    kept = result.mask == 0
+    assert kept.mean() > 0.05 and (result.mask == 1).mean() > 0.05
+    assert np.array_equal(edited[kept], original[kept])
+    changed = result.mask == 1
+    assert np.abs(edited[changed] - original[changed]).mean() > 5
+
+
+class EllipseSegmenter:
+    """A segmenter whose subject is a crisp centred ellipse, at whatever size it is given."""
+
+    name = "ellipse"
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[int, int]] = []
+
+    def subject_alpha(self, image: Image.Image) -> np.ndarray:
+        self.sizes.append(image.size)
+        width, height = image.size
+        rows, cols = np.mgrid[:height, :width]
+        inside = ((rows - height / 2) / (0.35 * height)) ** 2 + ((cols - width / 2) / (0.3 * width)) ** 2
+        return (inside <= 1).astype(np.float32)
+
+    def describe(self) -> dict:
+        return {"segmenter": self.name}
+
+
+def test_background_edit_of_a_large_photo_pastes_the_subject_back(tiny_inpainter, chelsea_path):
+    segmenter = EllipseSegmenter()
+    editor = Editor(segmenter=segmenter, inpainter=tiny_inpainter, work_side=96)
+    result = editor.edit(chelsea_path, "a cat", "a cat on a beach", region="background", **FAST)
+    assert segmenter.sizes == [(96, 64)]  # the segmenter saw the working copy only
+    solid = result.mask_result.subject_alpha >= 1.0
+    assert solid.mean() > 0.1
+    assert np.array_equal(_rgb(result.image)[solid], _rgb(Image.open(chelsea_path))[solid])
+
+
+def test_large_cut_out_keeps_its_own_alpha_edge(rembg_segmenter, tiny_inpainter, rgba_subject_path, tmp_path):
+    editor = Editor(segmenter=rembg_segmenter, inpainter=tiny_inpainter, work_side=64)
+    big = Image.open(rgba_subject_path).resize((384, 255), Image.Resampling.LANCZOS)
+    big.save(tmp_path / "big.png")
+    result = editor.edit(tmp_path / "big.png", "a cat", "a cat in snow", region="background", **FAST)
+    assert result.mask_result.source == "input-alpha" and result.mask_result.scaled
+    alpha = np.asarray(big.getchannel("A"))
+    opaque = alpha == 255
+    # the subject comes back exactly where the input's own (full-size) alpha is opaque
+    assert np.array_equal(_rgb(result.image)[opaque], _rgb(big)[opaque])
+    assert result.image.mode == "RGBA"
+
+
+def test_larger_generation_than_the_working_copy_uses_the_full_image(small_work_editor, chelsea_path):
+    result = small_work_editor.edit(chelsea_path, "a cat", "a tiger", region="foreground", max_side=128, **FAST)
+    kept = result.mask == 0
+    assert np.array_equal(_rgb(result.image)[kept], _rgb(Image.open(chelsea_path))[kept])
+
+
+def test_grow_and_feather_shrink_with_the_working_copy(small_work_editor, chelsea_path):
+    made = small_work_editor.mask(chelsea_path, "foreground", grow=20, feather=10)
+    # 451 px -> 96 px: 20 px of growth is 4 working pixels, 10 px of feather 2
+    alpha = made.work_alpha >= 0.5
+    grown = masks.grow(alpha, 4)
+    assert np.array_equal(made.work_mask > 0, grown)
+    assert np.array_equal(made.work_mask, masks.feather(grown, 2))
+
+
+def test_work_side_is_checked():
+    with pytest.raises(ValueError, match="work_side"):
+        Editor(work_side=8)
+
+
+# -- the pure pieces ---------------------------------------------------------------------------
+
+
+def test_blend_at_one_size_is_pillows_composite():
+    rng = np.random.default_rng(0)
+    original, generated = (Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)) for _ in "ab")
+    weight = Image.fromarray(rng.integers(0, 256, (40, 50), dtype=np.uint8), "L")
+    out = masks.blend(original, generated, weight)
+    assert np.array_equal(np.asarray(out), np.asarray(Image.composite(generated, original, weight)))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blend_scales_up_without_seams_and_keeps_zero_weight_pixels(threads):
+    rng = np.random.default_rng(1)
+    original = Image.fromarray(rng.integers(0, 256, (333, 500, 3), dtype=np.uint8))
+    generated = Image.fromarray(rng.integers(0, 256, (67, 100, 3), dtype=np.uint8))
+    weight = np.zeros((67, 100), dtype=np.float32)
+    weight[10:60, 20:90] = 1.0
+    weight_image = masks.to_weight_image(weight)
+    out = np.asarray(masks.blend(original, generated, weight_image, threads=threads)).astype(int)
+    # the same two-pass upscale done on the whole image at once
+    whole = generated.resize((500, 67), Image.Resampling.BICUBIC).resize((500, 333), Image.Resampling.BICUBIC)
+    whole_weight = weight_image.resize((500, 67), Image.Resampling.BILINEAR).resize(
+        (500, 333), Image.Resampling.BILINEAR)
+    expected = np.asarray(Image.composite(whole, original, whole_weight)).astype(int)
+    assert np.abs(out - expected).max() <= 2  # box coordinates rounded differently, no seam
+    full_mask = masks.resize(weight, (500, 333))
+    untouched = full_mask == 0
+    assert untouched.mean() > 0.3
+    assert np.array_equal(out[untouched], np.asarray(original)[untouched])
+
+
+def test_weight_image_fuses_composite_and_subject_paste():
+    rng = np.random.default_rng(2)
+    original = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    generated = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    mask = rng.random((30, 40)).astype(np.float32)
+    alpha = rng.random((30, 40)).astype(np.float32)
+    two_steps = masks.paste_subject(masks.composite(original, generated, mask), original, alpha)
+    fused = masks.blend(Image.fromarray(original), Image.fromarray(generated),
+                        masks.to_weight_image(mask, alpha))
+    # the fused weight is quantised to 8 bits: a level or two apart, never more
+    assert np.abs(np.asarray(fused).astype(int) - two_steps).max() <= 2
+
+
+def test_resize_keeps_zero_as_zero():
+    mask = np.zeros((20, 30), dtype=np.float32)
+    mask[5:15, 10:20] = 1.0
+    big = masks.resize(mask, (90, 60))
+    assert big.shape == (60, 90) and big.dtype == np.float32
+    assert big.min() == 0.0 and big.max() == 1.0
+    assert (big[:10] == 0).all() and (big[-10:] == 0).all()
+
+
+def test_colour_map_lookup_table_is_within_a_level_of_the_exact_map(astronaut_path):
+    photo = np.asarray(Image.open(astronaut_path).convert("RGB"))
+    region = np.zeros(photo.shape[:2], dtype=bool)
+    region[64:448, 64:448] = True
+    source = srgb_to_lab(photo[region][::7])
+    reference = source * np.array([1.0, 1.15, 0.9]) + np.array([4.0, -3.0, 5.0])
+    mapped = photo.copy()
+    _apply_reinhard(mapped, region, source, reference, strength=1.0)
+    ratio = np.clip(reference.std(axis=0) / source.std(axis=0), 0.5, 2.0)
+    exact = lab_to_srgb(srgb_to_lab(photo[region]) * ratio
+                        + reference.mean(axis=0) - source.mean(axis=0) * ratio)
+    difference = np.abs(mapped[region].astype(int) - exact)
+    assert (difference <= 1).mean() > 0.995 and difference.max() <= 8
+    assert np.array_equal(mapped[~region], photo[~region])
