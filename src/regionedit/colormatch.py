@@ -247,18 +247,23 @@ def _cast_samples(
     """Paired Lab samples (generated, original) of the generator's cast, or None if it
     cannot be told.
 
-    The cast is learnt on the kept ring from ``gap`` to ``gap + band`` px outside the region,
-    where the generator should have redrawn the original content.
+    The cast is learnt on the kept ring from ``gap`` to ``gap + band`` px (chessboard
+    distance) outside the region, where the generator should have redrawn the original
+    content.
     """
-    from .masks import _distance_inside, crop_box
+    from scipy.ndimage import distance_transform_cdt
+
+    from .masks import crop_box
 
     reach = gap + band
-    # The ring lies within ``reach`` of the region, so only that box needs a distance
-    # transform, and the tiled one skips its tiles far from the seam. (The region is not
+    # The ring lies within ``reach`` of the region, so only that box is measured. Chessboard
+    # distance (two raster passes, ~5x faster than Euclidean) never exceeds the Euclidean one,
+    # so every ring pixel is at least ``gap`` px from the region, as the spill needs; the ring
+    # is a sample of kept pixels, and its exact shape does not matter. (The region is not
     # empty here, so there is a box.)
     left, top, right, bottom = crop_box(region, padding=reach) or (0, 0, *region.shape[::-1])
     window = np.s_[top:bottom, left:right]
-    distance = _distance_inside(~region[window], reach=reach)
+    distance = distance_transform_cdt(~region[window], metric="chessboard")
     ring = (distance > gap) & (distance <= reach)
     generated_ring = srgb_to_lab(generated[window][ring])
     original_ring = srgb_to_lab(original[window][ring])
