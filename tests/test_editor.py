@@ -267,3 +267,18 @@ def test_background_edit_pastes_the_subject_back_with_its_soft_alpha(tiny_inpain
     background = alpha == 0
     assert np.abs(edited[background][:, :3] - original[background][:, :3]).mean() > 1
     assert (edited[..., 3][result.mask == 1] == 255).all()
+
+
+def test_prepare_generate_finish_is_edit(editor, small_photo_path):
+    kwargs = dict(region="background", seed=11, candidates=2, **FAST)
+    expected = editor.edit(small_photo_path, "a cat", "a cat on a beach", **kwargs)
+
+    prepared = editor.prepare(small_photo_path, "a cat", "a cat on a beach", **kwargs)
+    (generated,) = editor.generate([prepared])
+    assert len(generated) == 2 and generated[0].shape == (64, 96, 3)
+    result = editor.finish(prepared, generated)
+
+    for got, want in zip(result.candidates, expected.candidates):
+        assert got.seed == want.seed
+        assert np.array_equal(np.asarray(got.image), np.asarray(want.image))
+    assert result.timings.inpaint > 0 and result.timings.composite > 0

@@ -262,3 +262,34 @@ def test_out_of_memory_errors_are_recognised():
     assert _is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 9 GB)"))
     assert not _is_out_of_memory(RuntimeError("expected scalar type Half but found Float"))
     assert not _is_out_of_memory(ValueError("out of memory"))
+
+
+# ---------------------------------------------------------------------------- several at once
+def test_inpaint_many_matches_one_at_a_time_and_keeps_order(tiny_inpainter):
+    from regionedit.inpaint import InpaintRequest
+
+    requests = [
+        InpaintRequest(_photo(64, 48), _centre_mask(64, 48), "a red ball", seed=1, steps=2),
+        InpaintRequest(_photo(48, 64), _centre_mask(48, 64), "a blue cup", seed=2, steps=2),
+        InpaintRequest(_photo(64, 48), _centre_mask(64, 48), "a green hat", seed=3, steps=2,
+                       negative_prompt="blurry"),
+        # a bad request fails alone
+        InpaintRequest(_photo(64, 48), _centre_mask(48, 64), "x", seed=4, steps=2),
+    ]
+    together = tiny_inpainter.inpaint_many(requests, batch_size=4)
+
+    assert isinstance(together[3], InpaintError) and "mask is" in str(together[3])
+    for request, image in zip(requests[:3], together):
+        assert image.size == request.image.size
+        alone = tiny_inpainter.inpaint(
+            request.image, request.mask, request.prompt, seed=request.seed, steps=2,
+            negative_prompt=request.negative_prompt,
+        )
+        # each image starts from its own seed's noise: batching changes float rounding only
+        difference = np.abs(np.asarray(image, dtype=np.int16) - np.asarray(alone))
+        assert difference.max() <= 2
+
+
+def test_inpaint_many_refuses_a_batch_size_below_one(tiny_inpainter):
+    with pytest.raises(ValueError, match="batch_size"):
+        tiny_inpainter.inpaint_many([], batch_size=0)

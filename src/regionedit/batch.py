@@ -4,9 +4,10 @@ Three layers, each usable on its own:
 
 * :func:`edit_many` (also ``Editor.edit_many``) is the pipeline, with no files written. Every
   distinct (source, target) pair is classified once, concurrently, up front; the next images are
-  loaded and segmented on a prefetch thread while the current one generates; generation runs one
-  item at a time. One :class:`ItemResult` per item is yielded, in input order, as it finishes;
-  a failing item is a result, not an exception.
+  loaded and segmented on a prefetch thread while the current ones generate, several per model
+  call, and the generated ones are composited on a thread of their own. One :class:`ItemResult`
+  per item is yielded, in input order, as it finishes; a failing item is a result, not an
+  exception.
 * :func:`plan_folder` / :func:`plan_manifest` decide what to edit and where each result goes,
   before any model loads; :func:`run_batch` runs a plan into an output folder: the edited images,
   sidecars, masks and contact sheets, and ``run.jsonl`` (one fsynced line per finished item, then
@@ -168,6 +169,7 @@ def edit_many(
     dry_run: bool = False,
     llm_concurrency: int = 8,
     prefetch: int = 2,
+    batch_size: int = 4,
     **defaults: Any,
 ) -> Iterator[ItemResult]:
     """Edit many images with ``editor``, yielding an :class:`ItemResult` per item, in input
@@ -183,16 +185,21 @@ def edit_many(
 
     Classification runs on up to ``llm_concurrency`` threads, each distinct (source, target)
     pair asked once; images are loaded and segmented up to ``prefetch`` items ahead of the
-    generation, which runs one item at a time.
+    generation. Generation takes the items ``batch_size`` at a time: images of one generation
+    size and settings share a model call (see :meth:`Editor.generate`; 1 gives one call per
+    image, as :meth:`Editor.edit` does). Compositing runs on a thread of its own while the
+    next images generate.
     """
-    if llm_concurrency < 1 or prefetch < 1:
-        raise ValueError("llm_concurrency and prefetch must be at least 1")
+    if llm_concurrency < 1 or prefetch < 1 or batch_size < 1:
+        raise ValueError("llm_concurrency, prefetch and batch_size must be at least 1")
     batch = [_as_item(value) for value in items]
     settings = [item.settings(defaults) for item in batch]
     decide_policy = "error" if on_unidentified == "skip" else on_unidentified
     stop = threading.Event()
-    ready: queue.Queue[ItemResult] = queue.Queue(maxsize=prefetch)
+    # room for a whole generation batch and ``prefetch`` more items being prepared behind it
+    ready: queue.Queue[ItemResult] = queue.Queue(maxsize=prefetch + batch_size)
     pool = ThreadPoolExecutor(max_workers=llm_concurrency, thread_name_prefix="regionedit-classify")
+    pool_shutdowns: list[ThreadPoolExecutor] = []
     try:
         # Submitted in item order, so the pool answers the first items first.
         decisions: dict[tuple[str, str], Future] = {}
@@ -217,17 +224,82 @@ def edit_many(
                     return
 
         threading.Thread(target=prepare_all, name="regionedit-prefetch", daemon=True).start()
-        for kwargs in settings:
-            prepared = ready.get()
-            if isinstance(prepared.error, ModelLoadError):
-                raise prepared.error
-            if prepared.status != "ok" or dry_run:
-                yield prepared
+        finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="regionedit-finish")
+        pool_shutdowns.append(finisher)
+        # Results of the previous batch, compositing on the finisher while this one generates.
+        finishing: list[Union[ItemResult, Future]] = []
+        position = 0
+        while position < len(batch):
+            window: list[tuple[ItemResult, dict[str, Any]]] = []
+            while position < len(batch) and len(window) < batch_size:
+                prepared = ready.get()
+                if isinstance(prepared.error, ModelLoadError):
+                    raise prepared.error
+                window.append((prepared, settings[position]))
+                position += 1
+            if dry_run:
+                started: list[Union[ItemResult, Future]] = [p for p, _ in window]
             else:
-                yield _generate(editor, prepared, kwargs, decide_policy)
+                started = _start_generation(editor, window, decide_policy, batch_size, finisher)
+            for earlier in finishing:
+                yield earlier.result() if isinstance(earlier, Future) else earlier
+            finishing = started
+        for earlier in finishing:
+            yield earlier.result() if isinstance(earlier, Future) else earlier
     finally:
         stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
+        for executor in pool_shutdowns:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _start_generation(
+    editor: "Editor",
+    window: list[tuple[ItemResult, dict[str, Any]]],
+    decide_policy: str,
+    batch_size: int,
+    finisher: ThreadPoolExecutor,
+) -> list[Union[ItemResult, Future]]:
+    """Generate the ready items of ``window`` together (on the caller's thread) and hand their
+    compositing to ``finisher``; per item, in order, its result or the future of it."""
+    jobs: dict[int, Any] = {}
+    outcomes: list[Union[ItemResult, Future]] = []
+    for number, (prepared, kwargs) in enumerate(window):
+        if prepared.status != "ok" or prepared.loaded is None:
+            continue
+        item = prepared.item
+        try:
+            jobs[number] = editor.prepare(
+                prepared.loaded, item.source, item.target,
+                decided=(prepared.region, prepared.classification), prepared_mask=prepared.mask,
+                on_unidentified=decide_policy, **kwargs,
+            )
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            window[number] = (_failed(prepared.index, item, exc, "inpaint", prepared.timings), kwargs)
+    generated = dict(zip(jobs, editor.generate(list(jobs.values()), batch_size=batch_size)))
+    for number, (prepared, _) in enumerate(window):
+        if number not in jobs:
+            outcomes.append(prepared)
+        elif isinstance(generated[number], Exception):
+            outcomes.append(_failed(prepared.index, prepared.item, generated[number], "inpaint",
+                                    jobs[number].timings))
+        else:
+            outcomes.append(finisher.submit(_finish_item, editor, prepared, jobs[number],
+                                            generated[number]))
+    return outcomes
+
+
+def _finish_item(editor: "Editor", prepared: ItemResult, job: Any, generated: Any) -> ItemResult:
+    """Composite a generated item (on the finisher thread); a failure becomes a result."""
+    try:
+        result = editor.finish(job, generated)
+    except Exception as exc:
+        return _failed(prepared.index, prepared.item, exc, "inpaint", job.timings)
+    for stage in _PREPARE_STAGES:  # measured on the prefetch thread, not in prepare()
+        setattr(result.timings, stage, getattr(prepared.timings, stage))
+    return prepared.model_copy(update={"result": result, "timings": result.timings})
 
 
 def _prepare(
@@ -283,30 +355,6 @@ def _failed(
     )
 
 
-def _generate(
-    editor: "Editor", prepared: ItemResult, kwargs: dict[str, Any], decide_policy: str
-) -> ItemResult:
-    """Generate a prepared item (on the caller's thread, one at a time)."""
-    item = prepared.item
-    try:
-        result = editor.edit(
-            prepared.loaded,
-            item.source,
-            item.target,
-            decided=(prepared.region, prepared.classification),
-            prepared_mask=prepared.mask,
-            on_unidentified=decide_policy,
-            **kwargs,
-        )
-    except ModelLoadError:
-        raise
-    except Exception as exc:
-        return _failed(prepared.index, item, exc, "inpaint", prepared.timings)
-    for stage in _PREPARE_STAGES:  # measured on the prefetch thread, not inside edit()
-        setattr(result.timings, stage, getattr(prepared.timings, stage))
-    return prepared.model_copy(update={"result": result, "timings": result.timings})
-
-
 # -- planning: what to edit, and where each result goes ----------------------------------------
 
 
@@ -322,6 +370,8 @@ class BatchOptions(BaseModel):
     on_unidentified: BatchPolicy = "error"
     llm_concurrency: int = Field(8, ge=1)
     prefetch: int = Field(2, ge=1)
+    #: images per model call (not part of the resume key: it changes speed, not results)
+    batch_size: int = Field(4, ge=1)
     #: write ``regionedit.score`` figures (and CLIP scores when ``clip_model`` is set) into
     #: each sidecar
     score: bool = False
@@ -711,6 +761,7 @@ def run_batch(
         dry_run=options.dry_run,
         llm_concurrency=options.llm_concurrency,
         prefetch=options.prefetch,
+        batch_size=options.batch_size,
         **options.edit,
     )
     try:
@@ -1034,6 +1085,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "--llm-concurrency", type=int, default=8, help="classifier requests at a time (default: 8)"
     )
     p.add_argument(
+        "--batch-size", type=int, default=4,
+        help="images per inpainting model call (default: 4; lower it if GPU memory runs out "
+        "often: a batch that does not fit is split and retried)",
+    )
+    p.add_argument(
         "--score", action="store_true",
         help="write preservation and seam scores (regionedit score) into each sidecar",
     )
@@ -1063,6 +1119,7 @@ def cmd_batch(args: argparse.Namespace, *, parser: argparse.ArgumentParser) -> i
             dry_run=args.dry_run,
             on_unidentified=defaults.pop("on_unidentified"),
             llm_concurrency=args.llm_concurrency,
+            batch_size=args.batch_size,
             score=args.score,
             clip_model=args.clip_model,
             edit=defaults,

@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .inpaint import Inpainter
     from .segment import Segmenter
 
-__all__ = ["Editor", "edit", "MaskResult", "default_editor", "timed_stage"]
+__all__ = ["Editor", "edit", "MaskResult", "PreparedEdit", "default_editor", "timed_stage"]
 
 log = logging.getLogger("regionedit")
 
@@ -99,6 +99,22 @@ class MaskResult:
 
     def image(self) -> "PIL.Image.Image":
         return masks.to_image(self.mask)
+
+
+@dataclasses.dataclass
+class PreparedEdit:
+    """An edit up to generation (:meth:`Editor.prepare`): what is generated, from what."""
+
+    loaded: "LoadedImage"
+    region: Region
+    classification: Classification
+    mask: MaskResult
+    settings: EditSettings
+    timings: StageTimings
+    #: what the model is given: the working copy, or the full image when it generates larger
+    model_input: "PIL.Image.Image"
+    model_mask: np.ndarray
+    model_alpha: np.ndarray
 
 
 class Editor:
@@ -311,7 +327,43 @@ class Editor:
         (what :meth:`mask` returned for this image and region) skips segmentation: batch work
         does both ahead of generation.
         """
-        from .imageio import LoadedImage, restore_mode
+        prepared = self.prepare(
+            image, source, target, region=region, seed=seed, steps=steps,
+            guidance_scale=guidance_scale, strength=strength, negative_prompt=negative_prompt,
+            candidates=candidates, grow=grow, feather=feather, on_unidentified=on_unidentified,
+            max_side=max_side, decided=decided, prepared_mask=prepared_mask,
+        )
+        (generated,) = self.generate([prepared])
+        if isinstance(generated, Exception):
+            raise generated
+        return self.finish(prepared, generated)
+
+    # -- the edit in three steps, for batch work ----------------------------------------------
+
+    def prepare(
+        self,
+        image: "ImageLike",
+        source: str,
+        target: str,
+        *,
+        region: Optional[Region] = None,
+        seed: Optional[int] = None,
+        steps: int = 30,
+        guidance_scale: float = 7.5,
+        strength: float = 1.0,
+        negative_prompt: Optional[str] = None,
+        candidates: int = 1,
+        grow: int = 6,
+        feather: int = 4,
+        on_unidentified: UnidentifiedPolicy = "error",
+        max_side: Optional[int] = None,
+        decided: Optional[tuple[Region, Classification]] = None,
+        prepared_mask: Optional[MaskResult] = None,
+    ) -> "PreparedEdit":
+        """Everything :meth:`edit` does before generating (load, classify, mask), with the
+        same arguments. :meth:`edit` is ``finish(p, generate([p])[0])`` over this; batch work
+        calls the three itself, to generate several images per model call."""
+        from .imageio import LoadedImage
 
         # cut once here, so the classifier, the prompt and the sidecar all see the same text
         source, target = _check_descriptions(source, target)
@@ -352,27 +404,120 @@ class Editor:
             model_input, model_mask, model_alpha = loaded.rgb, made.mask, made.subject_alpha
         else:
             model_input, model_mask, model_alpha = made.work_image, made.work_mask, made.work_alpha
+        return PreparedEdit(
+            loaded=loaded, region=chosen, classification=decision, mask=made,
+            settings=settings, timings=timings, model_input=model_input,
+            model_mask=model_mask, model_alpha=model_alpha,
+        )
+
+    def generate(
+        self, prepared: "list[PreparedEdit]", *, batch_size: int = 1
+    ) -> "list[list[np.ndarray] | Exception]":
+        """Generate every candidate of every prepared edit: per edit, its candidates'
+        generated pixels (HxWx3 uint8 at ``model_input``'s size, not composited), or the
+        exception that stopped it.
+
+        With ``batch_size > 1`` and an inpainter that has ``inpaint_many`` (the diffusers
+        one), up to that many images share one model call; the call's time is shared out
+        among them in their timings. :class:`~regionedit.errors.ModelLoadError` is raised.
+        """
+        from .inpaint import InpaintRequest
+
+        requests: list[InpaintRequest] = []
+        boxes: list[Optional[tuple[int, int, int, int]]] = []
+        owners: list[int] = []
+        for number, job in enumerate(prepared):
+            box = None
+            if self.crop_small_subjects and job.region == "foreground":
+                box = _small_subject_box(job.model_mask)
+            image, mask = job.model_input, job.model_mask
+            if box is not None:
+                left, top, right, bottom = box
+                image, mask = image.crop(box), mask[top:bottom, left:right]
+            settings = job.settings
+            assert settings.seed is not None
+            for i in range(settings.candidates):
+                requests.append(InpaintRequest(
+                    image, mask, settings.target, settings.seed + i, settings.negative_prompt,
+                    settings.steps, settings.guidance_scale, settings.strength, settings.max_side,
+                ))
+                boxes.append(box)
+                owners.append(number)
+
+        start = time.perf_counter()
+        with self._generate_lock:
+            outcomes = self._inpaint_requests(requests, batch_size)
+        share = (time.perf_counter() - start) / max(1, len(requests))
+
+        results: list[Any] = [[] for _ in prepared]
+        for request, box, owner, outcome in zip(requests, boxes, owners, outcomes):
+            prepared[owner].timings.inpaint += share
+            if isinstance(results[owner], Exception):
+                continue
+            if isinstance(outcome, Exception):
+                results[owner] = outcome
+                continue
+            generated = np.asarray(outcome.convert("RGB"))
+            if box is not None:
+                full = np.array(prepared[owner].model_input)
+                left, top, right, bottom = box
+                full[top:bottom, left:right] = generated
+                generated = full
+            results[owner].append(generated)
+        return results
+
+    def _inpaint_requests(self, requests: list[Any], batch_size: int) -> list[Any]:
+        """Each request's image or exception, in model calls of up to ``batch_size`` when the
+        inpainter can, one call each otherwise."""
+        from .errors import ModelLoadError
+
+        inpainter = self.inpainter
+        many = getattr(inpainter, "inpaint_many", None)
+        if many is not None and batch_size > 1 and len(requests) > 1:
+            return list(many(requests, batch_size=batch_size))
+        outcomes: list[Any] = []
+        for request in requests:
+            try:
+                outcomes.append(inpainter.inpaint(
+                    request.image, request.mask, request.prompt, seed=request.seed,
+                    negative_prompt=request.negative_prompt, steps=request.steps,
+                    guidance_scale=request.guidance_scale, strength=request.strength,
+                    max_side=request.max_side,
+                ))
+            except ModelLoadError:
+                raise
+            except Exception as exc:  # the others in the batch still get their turn
+                outcomes.append(exc)
+        return outcomes
+
+    def finish(self, prepared: "PreparedEdit", generated: list[np.ndarray]) -> EditResult:
+        """Composite each generated candidate of ``prepared`` (what :meth:`generate` gave for
+        it) into the full-size image, and return the :class:`EditResult`."""
+        from .imageio import restore_mode
+
+        job = prepared
         outputs: list[Candidate] = []
-        for i in range(candidates):
-            with timed_stage(timings, "inpaint"):
-                generated = self._generate(model_input, model_mask, chosen, settings, seed + i)
-            with timed_stage(timings, "composite"):
-                edited = self._composite(loaded, made, model_input, generated, model_mask,
-                                         model_alpha if chosen == "background" else None)
-                outputs.append(
-                    Candidate(image=restore_mode(edited, loaded, copy=False), seed=seed + i)
+        assert job.settings.seed is not None
+        with timed_stage(job.timings, "composite"):
+            for i, pixels in enumerate(generated):
+                edited = self._composite(
+                    job.loaded, job.mask, job.model_input, pixels, job.model_mask,
+                    job.model_alpha if job.region == "background" else None,
                 )
+                outputs.append(Candidate(
+                    image=restore_mode(edited, job.loaded, copy=False), seed=job.settings.seed + i
+                ))
         return EditResult(
             image=outputs[0].image,
-            mask_result=made,
-            region=chosen,
-            classification=decision,
-            settings=settings,
-            timings=timings,
+            mask_result=job.mask,
+            region=job.region,
+            classification=job.classification,
+            settings=job.settings,
+            timings=job.timings,
             candidates=outputs,
-            models=self._describe(made.source),
-            input_path=loaded.path,
-            input_sha256=loaded.sha256,
+            models=self._describe(job.mask.source),
+            input_path=job.loaded.path,
+            input_sha256=job.loaded.sha256,
         )
 
     def _composite(
@@ -427,42 +572,6 @@ class Editor:
             "color_match": self.color_match,
             "crop_small_subjects": self.crop_small_subjects,
         }
-
-    def _generate(
-        self,
-        rgb: "PIL.Image.Image",
-        mask: np.ndarray,
-        region: Region,
-        settings: EditSettings,
-        seed: int,
-    ) -> np.ndarray:
-        """Run the inpainter, on a crop around a small foreground subject; returns HxWx3 uint8."""
-        box = None
-        if self.crop_small_subjects and region == "foreground":
-            box = _small_subject_box(mask)
-        work_rgb, work_mask = rgb, mask
-        if box is not None:
-            left, top, right, bottom = box
-            work_rgb = rgb.crop(box)
-            work_mask = mask[top:bottom, left:right]
-        with self._generate_lock:
-            out = self.inpainter.inpaint(
-                work_rgb,
-                work_mask,
-                settings.target,
-                seed=seed,
-                negative_prompt=settings.negative_prompt,
-                steps=settings.steps,
-                guidance_scale=settings.guidance_scale,
-                strength=settings.strength,
-                max_side=settings.max_side,
-            )
-        generated = np.asarray(out.convert("RGB"))
-        if box is None:
-            return generated
-        full = np.array(rgb)
-        full[top:bottom, left:right] = generated
-        return full
 
     def _describe(self, mask_source: str) -> dict[str, Any]:
         classifier = self._classifier
