@@ -137,6 +137,16 @@ def _rows(results: dict) -> list[tuple[str, str, str]]:
                 (where, "batch speed-up vs reused Editor",
                  spread_text(batch["batch_speedup_vs_reused"], "x")),
             ]
+        if "generation_alone_per_item_s" in batch:
+            alone = batch["generation_alone_per_item_s"]
+            rows += [
+                (where, f"pipeline calls alone s per item, {batch['batch_size']} per call",
+                 spread_text(alone["batched"])),
+                (where, "pipeline calls alone s per item, 1 per call",
+                 spread_text(alone["one_per_call"])),
+                (where, "ceiling: naive / (items x batched generation alone)",
+                 f"{_number(batch['batch_speedup_ceiling'])}x"),
+            ]
         rows += [
             (where, "reused Editor speed-up vs naive",
              spread_text(batch["reused_speedup_vs_naive"], "x")),

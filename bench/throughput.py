@@ -7,14 +7,19 @@ answering after a fixed latency) are edited
   (the pipeline and the rembg session are loaded again for every image);
 * sequentially with one reused ``Editor`` (models loaded once);
 * by the batch: ``Editor.edit_many`` (``regionedit.batch.edit_many``), which classifies the
-  distinct pairs concurrently up front and loads and segments the next images while the
-  current one generates.
+  distinct pairs concurrently up front, loads and segments the next images while the current
+  ones generate, ``batch_size`` images per pipeline call, and composites on a thread of its own.
 
 After one unmeasured edit (imports and other one-time costs), the three run one after the
 other in each of several rounds; ratios are taken per round. Every run starts with an empty
 classifier cache and pays its own model loading. The batch's "sum of stages" is the sum over
 items of their stage timings: the time the same work takes when nothing overlaps; divided by
 the batch's wall time it shows how much overlapped.
+
+Then the pipeline calls alone, with nothing else running: ``Editor.generate`` on prepared
+items, ``batch_size`` per call and one per call. Generation is the one stage the batch cannot
+overlap with another, so naive time over (items x batched generation time per image) is the
+ceiling of the batch's speed-up on this machine and model.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ def run(
     latency: float,
     concurrency: int,
     rounds: int,
+    batch_size: int = 4,
 ) -> dict:
     """Time the three ways on ``items`` photos of ``side`` px, ``steps`` denoising steps, in
     ``rounds`` rounds (each round runs the three one after the other; ratios are per round)."""
@@ -66,7 +72,7 @@ def run(
         return _one_by_one(lambda item: editor.edit(*item, **edit_kwargs), work)
 
     def batch() -> dict:
-        return _batch(new_editor(), work, edit_kwargs, concurrency)
+        return _batch(new_editor(), work, edit_kwargs, concurrency, batch_size)
 
     modes = {"naive": naive, "reused_editor": reused}
     if hasattr(Editor, "edit_many"):
@@ -79,6 +85,7 @@ def run(
             for name, mode in modes.items():
                 clear_cache()  # every run asks the LLM itself
                 measured[name].append(mode())
+        alone = _generation_alone(new_editor(), work[: 2 * batch_size], edit_kwargs, batch_size)
 
     result: dict[str, Any] = {
         "what": "edit N photos: fresh Editor per image vs one Editor vs Editor.edit_many",
@@ -88,6 +95,7 @@ def run(
         "steps": steps,
         "llm_latency_s": latency,
         "rounds": rounds,
+        "batch_size": batch_size,
         "batch": {"pending": "Editor.edit_many does not exist yet"},
     }
     for name, runs in measured.items():
@@ -112,7 +120,28 @@ def run(
         )
         result["batch_speedup_vs_naive"] = per_round(lambda n, r, b: n["seconds"] / b["seconds"])
         result["batch_speedup_vs_reused"] = per_round(lambda n, r, b: r["seconds"] / b["seconds"])
+        result["generation_alone_per_item_s"] = alone
+        naive_s = result["naive"]["seconds"]["median"]
+        result["batch_speedup_ceiling"] = naive_s / (items * alone["batched"]["median"])
     return result
+
+
+def _generation_alone(editor: Any, work: list[tuple], edit_kwargs: dict, batch_size: int) -> dict:
+    """Seconds per image of the pipeline calls alone (prepared items, nothing else running),
+    ``batch_size`` images per call and one per call; 3 repeats each after a warm-up."""
+    prepared = [
+        editor.prepare(path, source, target, **edit_kwargs) for path, source, target in work
+    ]
+    found = {}
+    for name, size in (("batched", batch_size), ("one_per_call", 1)):
+        editor.generate(prepared[:size], batch_size=size)  # warm-up
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            editor.generate(prepared, batch_size=size)
+            times.append((time.perf_counter() - start) / len(prepared))
+        found[name] = Spread.of(times).as_dict()
+    return found
 
 
 def _one_by_one(edit_one: Any, work: list[tuple]) -> dict:
@@ -126,11 +155,16 @@ def _one_by_one(edit_one: Any, work: list[tuple]) -> dict:
     return {"seconds": time.perf_counter() - start, "per_item": per_item}
 
 
-def _batch(editor: Any, work: list[tuple], edit_kwargs: dict, concurrency: int) -> dict:
+def _batch(
+    editor: Any, work: list[tuple], edit_kwargs: dict, concurrency: int, batch_size: int
+) -> dict:
     """Wall time of the batch, the gaps between its results and the sum of its items' stages."""
     start = last = time.perf_counter()
     gaps, stage_sum, failures = [], 0.0, []
-    for outcome in editor.edit_many(work, llm_concurrency=concurrency, **edit_kwargs):
+    outcomes = editor.edit_many(
+        work, llm_concurrency=concurrency, batch_size=batch_size, **edit_kwargs
+    )
+    for outcome in outcomes:
         now = time.perf_counter()
         gaps.append(now - last)
         last = now
