@@ -7,6 +7,7 @@ When the input image already carries a meaningful alpha channel the editor uses 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
@@ -110,15 +111,11 @@ class RembgSegmenter:
 
     def describe(self) -> dict[str, Any]:
         """Model identification for the sidecar."""
-        try:
-            version: str | None = metadata.version("rembg")
-        except metadata.PackageNotFoundError:
-            version = None
         return {
             "segmenter": self.name,
             "model": self.session_name,
             "model_path": self.model_path,
-            "rembg_version": version,
+            "rembg_version": _rembg_version(),
         }
 
     def session(self) -> Any:
@@ -220,6 +217,15 @@ class RembgSegmenter:
             f"folder holding {file_name}), or pass model_path=... (CLI: --segment-model-path) "
             "with a local U^2-Net ONNX file."
         )
+
+
+@functools.lru_cache(maxsize=1)
+def _rembg_version() -> str | None:
+    """rembg's installed version, read once (a metadata lookup costs milliseconds)."""
+    try:
+        return metadata.version("rembg")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def subject_alpha_from_input(loaded: LoadedImage) -> np.ndarray | None:
