@@ -502,3 +502,37 @@ def test_score_option_writes_preservation_and_seam_figures_into_sidecars(editor,
         assert scores["preserved"]["ssim"] == pytest.approx(1.0)
         assert scores["seam"]["delta_e"] is not None
         assert scores["clip"] is None
+
+
+def test_a_model_that_fails_to_load_mid_run_still_hands_over_the_finished_items(
+    rembg_segmenter, tiny_inpainter, small_photo_path
+):
+    from regionedit.errors import ModelLoadError
+
+    class LosesItsModel:
+        """Segments the first two images, then its model file is gone."""
+
+        name = "flaky"
+
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def subject_alpha(self, image):
+            self.calls += 1
+            if self.calls > 2:
+                raise ModelLoadError("the segmentation model file disappeared")
+            return rembg_segmenter.subject_alpha(image)
+
+        def describe(self):
+            return {"segmenter": self.name}
+
+    editor = Editor(classifier="offline", segmenter=LosesItsModel(), inpainter=tiny_inpainter)
+    items = [(small_photo_path, "a cat", f"a cat on a beach {i}") for i in range(4)]
+    seen = []
+    with pytest.raises(ModelLoadError, match="disappeared"):
+        for outcome in editor.edit_many(items, region="background", seed=1, steps=2,
+                                        max_side=64, batch_size=2):
+            seen.append(outcome)
+    # the first batch of two was generated before the failure: both come out, then the error
+    assert [o.status for o in seen] == ["ok", "ok"]
+    assert [o.index for o in seen] == [0, 1]

@@ -231,18 +231,27 @@ def edit_many(
         position = 0
         while position < len(batch):
             window: list[tuple[ItemResult, dict[str, Any]]] = []
-            while position < len(batch) and len(window) < batch_size:
+            stopped: Optional[ModelLoadError] = None
+            while position < len(batch) and len(window) < batch_size and stopped is None:
                 prepared = ready.get()
                 if isinstance(prepared.error, ModelLoadError):
-                    raise prepared.error
+                    stopped = prepared.error
                 window.append((prepared, settings[position]))
                 position += 1
-            if dry_run:
-                started: list[Union[ItemResult, Future]] = [p for p, _ in window]
-            else:
-                started = _start_generation(editor, window, decide_policy, batch_size, finisher)
+            started: list[Union[ItemResult, Future]] = []
+            if stopped is None and dry_run:
+                started = [p for p, _ in window]
+            elif stopped is None:
+                try:
+                    started = _start_generation(editor, window, decide_policy, batch_size,
+                                                finisher)
+                except ModelLoadError as exc:
+                    stopped = exc
+            # the previous batch's results come out first, also when the run stops here
             for earlier in finishing:
                 yield earlier.result() if isinstance(earlier, Future) else earlier
+            if stopped is not None:
+                raise stopped
             finishing = started
         for earlier in finishing:
             yield earlier.result() if isinstance(earlier, Future) else earlier
@@ -284,7 +293,7 @@ def _start_generation(
             outcomes.append(prepared)
         elif isinstance(generated[number], Exception):
             outcomes.append(_failed(prepared.index, prepared.item, generated[number], "inpaint",
-                                    jobs[number].timings))
+                                    _with_prepare_stages(jobs[number].timings, prepared)))
         else:
             outcomes.append(finisher.submit(_finish_item, editor, prepared, jobs[number],
                                             generated[number]))
@@ -296,10 +305,18 @@ def _finish_item(editor: "Editor", prepared: ItemResult, job: Any, generated: An
     try:
         result = editor.finish(job, generated)
     except Exception as exc:
-        return _failed(prepared.index, prepared.item, exc, "inpaint", job.timings)
-    for stage in _PREPARE_STAGES:  # measured on the prefetch thread, not in prepare()
-        setattr(result.timings, stage, getattr(prepared.timings, stage))
+        timings = _with_prepare_stages(job.timings, prepared)
+        return _failed(prepared.index, prepared.item, exc, "inpaint", timings)
+    _with_prepare_stages(result.timings, prepared)
     return prepared.model_copy(update={"result": result, "timings": result.timings})
+
+
+def _with_prepare_stages(timings: StageTimings, prepared: ItemResult) -> StageTimings:
+    """``timings`` with the stages measured on the prefetch thread (not in ``prepare()``,
+    which reused their results) copied in from ``prepared``."""
+    for stage in _PREPARE_STAGES:
+        setattr(timings, stage, getattr(prepared.timings, stage))
+    return timings
 
 
 def _prepare(
