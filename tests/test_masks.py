@@ -73,6 +73,19 @@ def test_grow_and_shrink_across_tile_borders() -> None:
     assert shrunk[540, 700 + 279] and not shrunk[540, 700 + 281]
 
 
+@pytest.mark.parametrize("px", [1, 6, 12])
+def test_grow_and_feather_match_the_euclidean_transform_on_a_ragged_mask(px: int) -> None:
+    # short reaches take the shifting path: check it against scipy on an outline that crosses
+    # many tiles, with holes and specks
+    from scipy.ndimage import distance_transform_edt, gaussian_filter
+
+    noise = np.random.default_rng(7).random((300, 420))
+    mask = gaussian_filter(noise, 4) > 0.5
+    np.testing.assert_array_equal(masks.grow(mask, px), distance_transform_edt(~mask) <= px)
+    expected = np.clip((distance_transform_edt(mask) - 0.5) / px, 0.0, 1.0)
+    np.testing.assert_allclose(masks.feather(mask, px), expected, atol=1e-6)
+
+
 def test_shrink_keeps_a_subject_cut_by_the_frame() -> None:
     mask = np.zeros((20, 20), bool)
     mask[10:, :] = True  # subject continues below the image
