@@ -450,7 +450,7 @@ class Editor:
         share = (time.perf_counter() - start) / max(1, len(requests))
 
         results: list[Any] = [[] for _ in prepared]
-        for request, box, owner, outcome in zip(requests, boxes, owners, outcomes):
+        for box, owner, outcome in zip(boxes, owners, outcomes):
             prepared[owner].timings.inpaint += share
             if isinstance(results[owner], Exception):
                 continue
