@@ -38,7 +38,7 @@ class Settings:
     overhead_sizes: tuple[int, ...] = (512, 1024)
     #: the editor's default step count, so the bare call is the call a user makes
     overhead_steps: int = 30
-    overhead_pairs: int = 7
+    overhead_pairs: int = 15
     batch_items: int = 50
     batch_distinct_pairs: int = 10
     batch_side: int = 320
