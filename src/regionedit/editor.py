@@ -399,11 +399,11 @@ class Editor:
             coverage = np.rint(made.mask * 255).astype(np.uint8)
             loaded = dataclasses.replace(loaded, alpha=np.maximum(loaded.alpha, coverage))
         # The model works on the small working copy unless it generates larger than that.
-        generation_side = max_side or getattr(self.inpainter, "native_size", None)
-        if made.scaled and (generation_side is None or generation_side > self.work_side):
-            model_input, model_mask, model_alpha = loaded.rgb, made.mask, made.subject_alpha
-        else:
-            model_input, model_mask, model_alpha = made.work_image, made.work_mask, made.work_alpha
+        model_input, model_mask, model_alpha = made.work_image, made.work_mask, made.work_alpha
+        if made.scaled:
+            generation_side = max_side or getattr(self.inpainter, "native_size", None)
+            if generation_side is None or generation_side > self.work_side:
+                model_input, model_mask, model_alpha = loaded.rgb, made.mask, made.subject_alpha
         return PreparedEdit(
             loaded=loaded, region=chosen, classification=decision, mask=made,
             settings=settings, timings=timings, model_input=model_input,
