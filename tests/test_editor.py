@@ -252,6 +252,26 @@ def test_small_foreground_subject_is_generated_on_a_crop(tiny_inpainter, rembg_s
     assert whole.sizes == [(256, 192)]
 
 
+def test_small_subject_of_a_large_photo_is_generated_from_a_full_size_crop(
+    tiny_inpainter, rembg_segmenter, tmp_path
+):
+    path = _subject_image(tmp_path / "large.png", (512, 384), (200, 160, 260, 220))
+    recorder = RecordingInpainter(tiny_inpainter)
+    editor = Editor(classifier="offline", segmenter=rembg_segmenter, inpainter=recorder,
+                    work_side=128)
+    result = editor.edit(path, "a ball", "an apple", region="foreground", seed=1, **FAST)
+    (crop,) = recorder.sizes
+    # cut from the 512 px photo, not from its 128 px working copy: the crop alone is larger
+    # than the whole working copy, and smaller than the photo
+    assert 128 < crop[0] < 512 and crop[1] < 384
+    original = _pixels(Image.open(path))
+    kept = result.mask == 0
+    assert kept.mean() > 0.5
+    assert np.array_equal(_pixels(result.image)[kept], original[kept])
+    changed = result.mask == 1
+    assert np.abs(_pixels(result.image)[changed] - original[changed]).mean() > 1
+
+
 def test_background_edit_pastes_the_subject_back_with_its_soft_alpha(tiny_inpainter, rembg_segmenter, tmp_path):
     path = _subject_image(tmp_path / "subject.png", (128, 96), (30, 20, 100, 80))
     editor = Editor(classifier="offline", segmenter=rembg_segmenter, inpainter=tiny_inpainter)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 import secrets
 import threading
 import time
@@ -115,6 +116,8 @@ class PreparedEdit:
     model_input: "PIL.Image.Image"
     model_mask: np.ndarray
     model_alpha: np.ndarray
+    #: (left, top, right, bottom) of ``model_input`` in the image when it is a full-size crop
+    model_box: Optional[tuple[int, int, int, int]] = None
 
 
 class Editor:
@@ -398,16 +401,26 @@ class Editor:
             # they become opaque; outside the mask the input's alpha stays as it was.
             coverage = np.rint(made.mask * 255).astype(np.uint8)
             loaded = dataclasses.replace(loaded, alpha=np.maximum(loaded.alpha, coverage))
-        # The model works on the small working copy unless it generates larger than that.
+        # The model works on the small working copy, unless it generates larger than that, or
+        # the edit is a small subject: that is generated on a crop around it, cut from the
+        # full-size image so that it gets all the detail the model can give it.
         model_input, model_mask, model_alpha = made.work_image, made.work_mask, made.work_alpha
-        if made.scaled:
+        box = None
+        if self.crop_small_subjects and chosen == "foreground":
+            box = _small_subject_box(made.work_mask)
+        if box is not None:
+            box = _scale_box(box, made.work_image.size, made.size)
+            left, top, right, bottom = box
+            model_input = loaded.rgb.crop(box)
+            model_mask = made.mask[top:bottom, left:right]
+        elif made.scaled:
             generation_side = max_side or getattr(self.inpainter, "native_size", None)
             if generation_side is None or generation_side > self.work_side:
                 model_input, model_mask, model_alpha = loaded.rgb, made.mask, made.subject_alpha
         return PreparedEdit(
             loaded=loaded, region=chosen, classification=decision, mask=made,
             settings=settings, timings=timings, model_input=model_input,
-            model_mask=model_mask, model_alpha=model_alpha,
+            model_mask=model_mask, model_alpha=model_alpha, model_box=box,
         )
 
     def generate(
@@ -424,24 +437,16 @@ class Editor:
         from .inpaint import InpaintRequest
 
         requests: list[InpaintRequest] = []
-        boxes: list[Optional[tuple[int, int, int, int]]] = []
         owners: list[int] = []
         for number, job in enumerate(prepared):
-            box = None
-            if self.crop_small_subjects and job.region == "foreground":
-                box = _small_subject_box(job.model_mask)
-            image, mask = job.model_input, job.model_mask
-            if box is not None:
-                left, top, right, bottom = box
-                image, mask = image.crop(box), mask[top:bottom, left:right]
             settings = job.settings
             assert settings.seed is not None
             for i in range(settings.candidates):
                 requests.append(InpaintRequest(
-                    image, mask, settings.target, settings.seed + i, settings.negative_prompt,
-                    settings.steps, settings.guidance_scale, settings.strength, settings.max_side,
+                    job.model_input, job.model_mask, settings.target, settings.seed + i,
+                    settings.negative_prompt, settings.steps, settings.guidance_scale,
+                    settings.strength, settings.max_side,
                 ))
-                boxes.append(box)
                 owners.append(number)
 
         start = time.perf_counter()
@@ -450,20 +455,14 @@ class Editor:
         share = (time.perf_counter() - start) / max(1, len(requests))
 
         results: list[Any] = [[] for _ in prepared]
-        for box, owner, outcome in zip(boxes, owners, outcomes):
+        for owner, outcome in zip(owners, outcomes):
             prepared[owner].timings.inpaint += share
             if isinstance(results[owner], Exception):
                 continue
             if isinstance(outcome, Exception):
                 results[owner] = outcome
                 continue
-            generated = np.asarray(outcome.convert("RGB"))
-            if box is not None:
-                full = np.array(prepared[owner].model_input)
-                left, top, right, bottom = box
-                full[top:bottom, left:right] = generated
-                generated = full
-            results[owner].append(generated)
+            results[owner].append(np.asarray(outcome.convert("RGB")))
         return results
 
     def _inpaint_requests(self, requests: list[Any], batch_size: int) -> list[Any]:
@@ -500,10 +499,7 @@ class Editor:
         assert job.settings.seed is not None
         with timed_stage(job.timings, "composite"):
             for i, pixels in enumerate(generated):
-                edited = self._composite(
-                    job.loaded, job.mask, job.model_input, pixels, job.model_mask,
-                    job.model_alpha if job.region == "background" else None,
-                )
+                edited = self._composite(job, pixels)
                 outputs.append(Candidate(
                     image=restore_mode(edited, job.loaded, copy=False), seed=job.settings.seed + i
                 ))
@@ -520,28 +516,30 @@ class Editor:
             input_sha256=job.loaded.sha256,
         )
 
-    def _composite(
-        self,
-        loaded: "LoadedImage",
-        made: MaskResult,
-        model_input: "PIL.Image.Image",
-        generated: np.ndarray,
-        mask: np.ndarray,
-        subject_alpha: Optional[np.ndarray],
-    ) -> "PIL.Image.Image":
-        """The full-size edited RGB image: ``generated`` (at ``model_input``'s size) colour
-        matched, blended in by ``mask`` and, for a background edit, the subject pasted back."""
+    def _composite(self, job: "PreparedEdit", generated: np.ndarray) -> "PIL.Image.Image":
+        """The full-size edited RGB image: ``generated`` (at ``job.model_input``'s size) colour
+        matched, blended in by the mask and, for a background edit, the subject pasted back."""
         from PIL import Image
 
         if self.color_match:
             from .colormatch import match_colors
 
-            generated = match_colors(generated, np.asarray(model_input), mask)
+            generated = match_colors(generated, np.asarray(job.model_input), job.model_mask)
+        made, loaded = job.mask, job.loaded
+        if job.model_box is not None:
+            # a full-size crop: pasted where it came from, no scaling
+            edited = loaded.rgb.copy()
+            weight = masks.to_weight_image(job.model_mask)
+            edited.paste(Image.fromarray(generated), job.model_box[:2], weight)
+            return edited
+        subject_alpha = job.model_alpha if job.region == "background" else None
         exact_subject = None
-        if subject_alpha is not None and made.scaled and model_input is made.work_image:
+        if subject_alpha is not None and made.scaled and job.model_input is made.work_image:
             # a cut-out's own alpha is sharper than its scaled copy: paste the subject with it
             exact_subject = made.subject_alpha if made.source == "input-alpha" else None
-        weight = masks.to_weight_image(mask, None if exact_subject is not None else subject_alpha)
+        weight = masks.to_weight_image(
+            job.model_mask, None if exact_subject is not None else subject_alpha
+        )
         edited = masks.blend(loaded.rgb, Image.fromarray(generated), weight)
         if exact_subject is not None:
             edited = masks.blend(edited, loaded.rgb, masks.to_image(exact_subject))
@@ -615,6 +613,19 @@ def _small_subject_box(mask: np.ndarray) -> Optional[tuple[int, int, int, int]]:
     if (right - left) * (bottom - top) >= CROP_BELOW_FRACTION * height * width:
         return None
     return box
+
+
+def _scale_box(
+    box: tuple[int, int, int, int], size: tuple[int, int], to: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """``box`` on an image of ``size`` as the box covering the same area on one of size ``to``
+    (rounded outwards, clipped)."""
+    sx, sy = to[0] / size[0], to[1] / size[1]
+    left, top, right, bottom = box
+    return (
+        max(0, math.floor(left * sx)), max(0, math.floor(top * sy)),
+        min(to[0], math.ceil(right * sx)), min(to[1], math.ceil(bottom * sy)),
+    )
 
 
 def _scaled_px(px: int, scale: float) -> int:
