@@ -55,7 +55,13 @@ _DTYPE_NAMES = ("float16", "bfloat16", "float32")
 
 @runtime_checkable
 class Inpainter(Protocol):
-    """What the editor needs from an inpainting backend."""
+    """What the editor needs from an inpainting backend.
+
+    A backend that can generate several images in one call may also offer
+    ``inpaint_many(requests: Sequence[InpaintRequest], *, batch_size: int)``, returning each
+    request's image or its InpaintError, in order (as :class:`DiffusersInpainter` does);
+    batches use it, and call :meth:`inpaint` once per image otherwise.
+    """
 
     name: str
 
