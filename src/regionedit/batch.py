@@ -199,7 +199,7 @@ def edit_many(
     # room for a whole generation batch and ``prefetch`` more items being prepared behind it
     ready: queue.Queue[ItemResult] = queue.Queue(maxsize=prefetch + batch_size)
     pool = ThreadPoolExecutor(max_workers=llm_concurrency, thread_name_prefix="regionedit-classify")
-    pool_shutdowns: list[ThreadPoolExecutor] = []
+    finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="regionedit-finish")
     try:
         # Submitted in item order, so the pool answers the first items first.
         decisions: dict[tuple[str, str], Future] = {}
@@ -224,8 +224,6 @@ def edit_many(
                     return
 
         threading.Thread(target=prepare_all, name="regionedit-prefetch", daemon=True).start()
-        finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="regionedit-finish")
-        pool_shutdowns.append(finisher)
         # Results of the previous batch, compositing on the finisher while this one generates.
         finishing: list[Union[ItemResult, Future]] = []
         position = 0
@@ -258,8 +256,7 @@ def edit_many(
     finally:
         stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
-        for executor in pool_shutdowns:
-            executor.shutdown(wait=False, cancel_futures=True)
+        finisher.shutdown(wait=False, cancel_futures=True)
 
 
 def _start_generation(
