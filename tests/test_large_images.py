@@ -1,5 +1,5 @@
 """Large photos: masks and generation on a scaled-down working copy, the full-size result
-blended strip by strip. ``work_side`` is lowered so that test photos count as large."""
+blended band by band. ``work_side`` is lowered so that test photos count as large."""
 
 from __future__ import annotations
 
@@ -79,6 +79,34 @@ def test_large_cut_out_keeps_its_own_alpha_edge(rembg_segmenter, tiny_inpainter,
     assert result.image.mode == "RGBA"
 
 
+def test_edit_of_a_large_photo_leaves_the_callers_image_alone(small_work_editor, chelsea_path):
+    photo = Image.open(chelsea_path).convert("RGB")
+    before = photo.tobytes()
+    result = small_work_editor.edit(photo, "a cat", "a tiger", region="background", **FAST)
+    assert photo.tobytes() == before  # edit() composites in place, into its own copy only
+    assert result.image is not photo and result.mask_result.scaled
+    changed = result.mask == 1
+    assert np.abs(_rgb(result.image)[changed] - _rgb(photo)[changed]).mean() > 5
+
+
+def test_an_in_place_finish_cannot_be_repeated(small_work_editor, chelsea_path):
+    prepared = small_work_editor.prepare(chelsea_path, "a cat", "a tiger", region="background", **FAST)
+    (generated,) = small_work_editor.generate([prepared])
+    first = small_work_editor.finish(prepared, generated, in_place=True)
+    assert first.image is prepared.loaded.rgb and prepared.consumed
+    with pytest.raises(ValueError, match="already finished"):
+        small_work_editor.finish(prepared, generated)
+
+
+def test_a_copying_finish_can_be_repeated(small_work_editor, chelsea_path):
+    prepared = small_work_editor.prepare(chelsea_path, "a cat", "a tiger", region="background", **FAST)
+    (generated,) = small_work_editor.generate([prepared])
+    first = small_work_editor.finish(prepared, generated)
+    second = small_work_editor.finish(prepared, generated)
+    assert first.image is not second.image
+    assert np.array_equal(_rgb(first.image), _rgb(second.image))
+
+
 def test_larger_generation_than_the_working_copy_uses_the_full_image(small_work_editor, chelsea_path):
     result = small_work_editor.edit(chelsea_path, "a cat", "a tiger", region="foreground", max_side=128, **FAST)
     kept = result.mask == 0
@@ -112,23 +140,47 @@ def test_blend_at_one_size_is_pillows_composite():
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_blend_scales_up_without_seams_and_keeps_zero_weight_pixels(threads):
+    import cv2
+
     rng = np.random.default_rng(1)
     original = Image.fromarray(rng.integers(0, 256, (333, 500, 3), dtype=np.uint8))
     generated = Image.fromarray(rng.integers(0, 256, (67, 100, 3), dtype=np.uint8))
     weight = np.zeros((67, 100), dtype=np.float32)
     weight[10:60, 20:90] = 1.0
+    weight[10:60, 20:25] = 0.5  # a seam of partial weights
     weight_image = masks.to_weight_image(weight)
-    out = np.asarray(masks.blend(original, generated, weight_image, threads=threads)).astype(int)
-    # the same two-pass upscale done on the whole image at once
-    whole = generated.resize((500, 67), Image.Resampling.BICUBIC).resize((500, 333), Image.Resampling.BICUBIC)
-    whole_weight = weight_image.resize((500, 67), Image.Resampling.BILINEAR).resize(
-        (500, 333), Image.Resampling.BILINEAR)
-    expected = np.asarray(Image.composite(whole, original, whole_weight)).astype(int)
-    assert np.abs(out - expected).max() <= 2  # box coordinates rounded differently, no seam
+    out = np.asarray(masks.blend(original, generated, weight_image, threads=threads))
+    # the whole image scaled up at once and composited: band by band gives the same pixels
+    whole = cv2.resize(np.asarray(generated), (500, 333), interpolation=cv2.INTER_CUBIC)
+    whole_weight = cv2.resize(np.asarray(weight_image), (500, 333), interpolation=cv2.INTER_LINEAR)
+    expected = Image.composite(Image.fromarray(whole), original, Image.fromarray(whole_weight))
+    assert np.array_equal(out, np.asarray(expected))
     full_mask = masks.resize(weight, (500, 333))
     untouched = full_mask == 0
     assert untouched.mean() > 0.3
     assert np.array_equal(out[untouched], np.asarray(original)[untouched])
+
+
+def test_blend_scales_a_smooth_image_up_like_pillows_bicubic():
+    ramp = np.linspace(0, 255, 100, dtype=np.float32)
+    smooth = np.stack([np.add.outer(ramp[:67] * 0.5, ramp * 0.5)] * 3, axis=-1).astype(np.uint8)
+    generated = Image.fromarray(smooth)
+    original = Image.new("RGB", (500, 333))
+    out = masks.blend(original, generated, Image.new("L", (100, 67), 255))
+    pillows = generated.resize((500, 333), Image.Resampling.BICUBIC)
+    assert np.abs(_rgb(out) - _rgb(pillows)).max() <= 2
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_blend_in_place_writes_into_the_original(in_place):
+    original = Image.new("RGB", (300, 200), (10, 20, 30))
+    generated = Image.new("RGB", (30, 20), (200, 100, 50))
+    weight = np.zeros((20, 30), np.float32)
+    weight[5:15, 5:25] = 1.0
+    out = masks.blend(original, generated, masks.to_weight_image(weight), in_place=in_place)
+    assert (out is original) == in_place
+    assert out.getpixel((150, 100)) == (200, 100, 50) and out.getpixel((5, 5)) == (10, 20, 30)
+    assert original.getpixel((150, 100)) == ((200, 100, 50) if in_place else (10, 20, 30))
 
 
 def test_weight_image_fuses_composite_and_subject_paste():

@@ -8,7 +8,7 @@ the frame.
 The array functions work at whatever size they are given, within a few buffers of that size.
 The editor builds masks at a working size of about a megapixel (every segmentation and
 inpainting model works below it) and only :func:`blend` touches full-resolution pixels, with
-Pillow's C code, so a 24-megapixel photo costs a few passes over its pixels.
+OpenCV's and Pillow's C code, so a 24-megapixel photo costs a few passes over its pixels.
 """
 
 from __future__ import annotations
@@ -51,10 +51,9 @@ _SHIFT_TILE = 128
 _TILE = 64
 # Pixels per strip in composite: ~3 MB float32 temporaries, small enough to stay in cache.
 _BLEND_PIXELS = 1 << 18
-# (columns, rows) of the output tiles blend works through: small enough that a tile all inside
-# or all outside the mask is common and skipped, large enough that the Python per tile is
-# negligible (192 tiles at 24 MP), and the two threads share the work evenly.
-_BLEND_TILE = (1024, 128)
+# Rows of the full-width bands blend pastes: small enough that a band all outside the mask is
+# common and skipped, large enough that the Python per band is negligible (63 bands at 24 MP).
+_BLEND_BAND = 64
 
 _RETRY_ADVICE = (
     "Try another segmentation model (e.g. 'isnet-general-use' or 'birefnet-general'), supply "
@@ -249,61 +248,65 @@ def blend(
     weight: Image.Image,
     *,
     threads: int = 2,
+    in_place: bool = False,
 ) -> Image.Image:
     """RGB image at ``original``'s size: ``original`` where ``weight`` is 0, ``generated``
     where it is 255, and the rounded linear blend in between.
 
     ``generated`` (RGB) and ``weight`` ("L", as from :func:`to_weight_image`) may be smaller
-    than ``original``: they are then scaled up (bicubic and bilinear) tile by tile, so no
-    full-size upscaled copy is ever held, on up to ``threads`` threads (Pillow releases the
-    GIL while it resizes and pastes); tiles whose weight is 0 throughout are not touched. A
-    pixel whose weight neighbourhood is all 0 is left exactly as in ``original``.
+    than ``original``: they are then scaled up (OpenCV, bicubic and bilinear: several times
+    faster than Pillow's resampling at 24 megapixels) and pasted band by band on up to
+    ``threads`` threads (Pillow releases the GIL while it pastes); bands whose weight is 0
+    throughout are not touched. A pixel whose weight neighbourhood is all 0 is left exactly as
+    in ``original``. ``in_place`` writes into ``original`` (an RGB image the caller no longer
+    needs) instead of a copy, which at 24 megapixels saves tens of milliseconds.
     """
     if generated.size != weight.size:
         raise ValueError(
             f"blend needs generated and weight of one size, got {generated.size} and {weight.size}"
         )
-    out = original.convert("RGB") if original.mode != "RGB" else original.copy()
+    if original.mode != "RGB":
+        out = original.convert("RGB")
+    else:
+        out = original if in_place else original.copy()
     if generated.size == out.size:
         out.paste(generated, (0, 0), weight)
         return out
-    width, height = out.size
-    row_scale, col_scale = generated.height / height, generated.width / width
-    levels = np.asarray(weight)
-    # Widen first, then resize each tile's rows: a vertical-only resize samples exactly the
-    # rows a whole-image one would, so tiles join without a seam.
-    wide = generated.resize((width, generated.height), Image.Resampling.BICUBIC)
-    wide_weight = weight.resize((width, weight.height), Image.Resampling.BILINEAR)
+    import cv2  # only large photos get here
 
-    def one_tile(tile: tuple[int, int]) -> None:
-        top, left = tile
-        bottom, right = min(height, top + _BLEND_TILE[1]), min(width, left + _BLEND_TILE[0])
-        # the small weights this tile's pixels are interpolated from, and a pixel more
-        first, last = _footprint(top, bottom, row_scale, levels.shape[0])
-        near = levels[first:last, slice(*_footprint(left, right, col_scale, levels.shape[1]))]
+    width, height = out.size
+    # RGBA so that Pillow can use the upscaled pixels where they are (RGB is 4 bytes a pixel
+    # inside Pillow); the alpha channel is never read, the weight is the mask
+    pixels = cv2.cvtColor(np.asarray(generated.convert("RGB")), cv2.COLOR_RGB2RGBA)
+    big = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_CUBIC)
+    levels = np.asarray(weight)
+    big_weight = cv2.resize(levels, (width, height), interpolation=cv2.INTER_LINEAR)
+    row_scale = generated.height / height
+
+    def one_band(top: int) -> None:
+        bottom = min(height, top + _BLEND_BAND)
+        # the small weights this band's pixels are interpolated from, and a pixel more
+        near = levels[slice(*_footprint(top, bottom, row_scale, levels.shape[0]))]
         if not near.any():
             return  # weight 0 throughout: the original stays
-        box = (0.0, top * row_scale - first, float(right - left), bottom * row_scale - first)
-        size = (right - left, bottom - top)
-        rows = (left, first, right, last)
-        grown = wide.crop(rows).resize(size, Image.Resampling.BICUBIC, box=box)
+        size = (width, bottom - top)
+        band = Image.frombuffer("RGBA", size, big[top:bottom], "raw", "RGBA", 0, 1)
         if near.min() == 255:
-            out.paste(grown, (left, top))  # weight 255 throughout: no blending
+            out.paste(band, (0, top))  # weight 255 throughout: no blending
         else:
-            tile_weight = wide_weight.crop(rows).resize(size, Image.Resampling.BILINEAR, box=box)
-            out.paste(grown, (left, top), tile_weight)
+            band_weight = Image.frombuffer("L", size, big_weight[top:bottom], "raw", "L", 0, 1)
+            out.paste(band, (0, top), band_weight)
 
-    tiles = [(top, left) for top in range(0, height, _BLEND_TILE[1])
-             for left in range(0, width, _BLEND_TILE[0])]
+    tops = range(0, height, _BLEND_BAND)
     if threads <= 1:
-        for tile in tiles:
-            one_tile(tile)
+        for top in tops:
+            one_band(top)
     else:
         from concurrent.futures import ThreadPoolExecutor
 
-        # tiles write disjoint parts of ``out``
+        # bands write disjoint rows of ``out``
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="regionedit-blend") as pool:
-            list(pool.map(one_tile, tiles))
+            list(pool.map(one_band, tops))
     return out
 
 
