@@ -27,9 +27,10 @@ FAST = dict(steps=2, max_side=64)
 CUDA_OOM = "CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 7.79 GiB total capacity)"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def inpainter(tiny_sd_path: Path) -> DiffusersInpainter:
-    """A tiny pipeline of this module's own: its components get faults injected."""
+    """A tiny pipeline of each test's own: its components get faults injected, and what it
+    learns from running out of memory must not carry over to the next test."""
     inpainter = DiffusersInpainter(tiny_sd_path, device="cpu")
     inpainter.load()
     return inpainter
@@ -148,6 +149,35 @@ def test_a_batch_that_runs_out_of_memory_is_split_and_retried(
         # float rounding of a batched call
         difference = np.abs(np.asarray(result.result.image, dtype=np.int16) - np.asarray(expected))
         assert difference.max() <= 2
+
+
+def test_a_batch_size_that_ran_out_of_memory_is_not_tried_again(
+    editor: Editor,
+    inpainter: DiffusersInpainter,
+    small_photo_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    decoder = inpainter.load().vae.decoder
+    real: Callable[..., Any] = decoder.forward
+    images_per_call: list[int] = []
+
+    def fits_two(latents: Any, *args: Any, **kwargs: Any) -> Any:
+        images_per_call.append(latents.shape[0])
+        if latents.shape[0] > 2:
+            raise torch.OutOfMemoryError(CUDA_OOM)
+        return real(latents, *args, **kwargs)
+
+    monkeypatch.setattr(decoder, "forward", fits_two)
+    items = [(small_photo_path, "a cat", f"a tiger number {i}") for i in range(4)]
+    first = list(editor.edit_many(items, region="foreground", seed=1, batch_size=4, **FAST))
+    assert [r.status for r in first] == ["ok"] * 4
+    assert images_per_call == [4, 2, 2]
+    images_per_call.clear()
+    again = list(editor.edit_many(items, region="foreground", seed=1, batch_size=4, **FAST))
+    assert [r.status for r in again] == ["ok"] * 4
+    assert images_per_call == [2, 2]  # no second failed attempt at four
 
 
 def test_out_of_memory_while_moving_the_model_to_the_device(

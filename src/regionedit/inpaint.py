@@ -243,6 +243,8 @@ class DiffusersInpainter:
         # what load() resolved "auto" to, for messages and describe()
         self._device_name = device or "auto"
         self._dtype_name = dtype or "auto"
+        # images per call known to fit, per generation size, learned from running out of memory
+        self._batch_caps: dict[tuple[int, int], int] = {}
 
     # ----------------------------------------------------------------------- loading
     def load(self) -> Any:
@@ -371,8 +373,8 @@ class DiffusersInpainter:
 
         Returns, in order, each request's image or the :class:`InpaintError` that stopped it;
         a bad request does not fail the others. A batch that runs out of memory is split in
-        two and retried; a single image that does raises its InpaintError as in
-        :meth:`inpaint`. :class:`~regionedit.errors.ModelLoadError` is raised.
+        two and retried, and later calls at that size take no more images than fitted; a single
+        image that runs out raises its InpaintError as in :meth:`inpaint`. :class:`~regionedit.errors.ModelLoadError` is raised.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -388,9 +390,10 @@ class DiffusersInpainter:
             key = (inputs["width"], inputs["height"], request.steps, request.guidance_scale,
                    request.strength)
             groups.setdefault(key, []).append((index, inputs))
-        for members in groups.values():
-            for start in range(0, len(members), batch_size):
-                chunk = members[start : start + batch_size]
+        for key, members in groups.items():
+            per_call = min(batch_size, self._batch_caps.get(key[:2], batch_size))
+            for start in range(0, len(members), per_call):
+                chunk = members[start : start + per_call]
                 for (index, _), outcome in zip(chunk, self._generate_chunk(pipe, requests, chunk)):
                     results[index] = outcome
         return results  # type: ignore[return-value]
@@ -462,6 +465,9 @@ class DiffusersInpainter:
             if len(chunk) == 1:
                 raise
             half = len(chunk) // 2
+            # remembered, so that later batches of this size do not run out of memory first
+            size = (call["width"], call["height"])
+            self._batch_caps[size] = min(half, self._batch_caps.get(size, half))
             logger.warning("Out of memory generating %d images at once; trying %d and %d.",
                            len(chunk), half, len(chunk) - half)
             return (self._generate_chunk(pipe, requests, chunk[:half])
