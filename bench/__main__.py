@@ -44,6 +44,9 @@ class Settings:
     batch_side: int = 320
     batch_steps: int = 4
     batch_rounds: int = 3
+    #: the editor's default (the target's figure) and larger ones a user may choose
+    batch_size: int = 4
+    other_batch_sizes: tuple[int, ...] = (8,)
     llm_latency: float = 0.3
     llm_pairs: int = 100
     llm_repeats: int = 20
@@ -70,6 +73,7 @@ QUICK = replace(
     batch_side=64,
     batch_steps=1,
     batch_rounds=1,
+    other_batch_sizes=(2,),
     llm_latency=0.05,
     llm_pairs=12,
     llm_repeats=2,
@@ -94,7 +98,7 @@ def _sections(ws: Workspace, s: Settings) -> dict[str, Callable[[], dict]]:
         "batch": lambda: throughput.run(
             ws, items=s.batch_items, distinct_pairs=s.batch_distinct_pairs, side=s.batch_side,
             steps=s.batch_steps, latency=s.llm_latency, concurrency=s.llm_concurrency,
-            rounds=s.batch_rounds,
+            rounds=s.batch_rounds, batch_size=s.batch_size, other_batch_sizes=s.other_batch_sizes,
         ),
         "llm": lambda: llm_stage.run(
             ws, count=s.llm_pairs, repeats=s.llm_repeats, latency=s.llm_latency,

@@ -141,6 +141,12 @@ def _rows(results: dict) -> list[tuple[str, str, str]]:
                 (where, "batch speed-up vs reused Editor",
                  spread_text(batch["batch_speedup_vs_reused"], "x")),
             ]
+        for size, other in batch.get("other_batch_sizes", {}).items():
+            rows += [
+                (where, f"batch --batch-size {size} s", spread_text(other["seconds"])),
+                (where, f"batch --batch-size {size} speed-up vs naive",
+                 spread_text(other["speedup_vs_naive"], "x")),
+            ]
         if "generation_alone_per_item_s" in batch:
             alone = batch["generation_alone_per_item_s"]
             rows += [

@@ -73,6 +73,7 @@ def test_json_has_every_section_with_spreads(quick_run: tuple[str, dict]) -> Non
     for mode in ("naive", "reused_editor", "batch"):
         assert _is_spread(batch[mode]["seconds"]) and _is_spread(batch[mode]["per_item_s"])
     assert batch["batch"]["per_item_s"]["n"] == 3
+    assert _is_spread(batch["other_batch_sizes"]["2"]["speedup_vs_naive"])
     for key in ("sum_of_stages_s", "overlap"):
         assert _is_spread(batch["batch"][key]), key
     for key in ("batch_speedup_vs_naive", "batch_speedup_vs_reused", "reused_speedup_vs_naive",
