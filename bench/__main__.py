@@ -55,7 +55,7 @@ class Settings:
     startup_runs: int = 10
     first_result_runs: int = 3
     large_size: tuple[int, int] = (6000, 4000)
-    large_runs: int = 3
+    large_runs: int = 5
     memory_batch_sizes: tuple[int, int] = (20, 200)
     memory_batch_side: int = 128
     #: run the memory section's processes at the same time (their times are then not usable)
