@@ -374,7 +374,8 @@ class DiffusersInpainter:
         Returns, in order, each request's image or the :class:`InpaintError` that stopped it;
         a bad request does not fail the others. A batch that runs out of memory is split in
         two and retried, and later calls at that size take no more images than fitted; a single
-        image that runs out raises its InpaintError as in :meth:`inpaint`. :class:`~regionedit.errors.ModelLoadError` is raised.
+        image that runs out raises its InpaintError as in :meth:`inpaint`.
+        :class:`~regionedit.errors.ModelLoadError` is raised.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")

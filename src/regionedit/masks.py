@@ -276,6 +276,10 @@ def blend(
     levels = np.asarray(weight)
     big_weight = cv2.resize(levels, (width, height), interpolation=cv2.INTER_LINEAR)
     row_scale = generated.height / height
+    # per output column, the small columns it is interpolated from (and a pixel more)
+    edges = np.arange(width + 1) * (generated.width / width)
+    first_col = np.maximum(0, np.floor(edges[:-1]).astype(int) - 3)
+    last_col = np.minimum(levels.shape[1], np.ceil(edges[1:]).astype(int) + 3)
 
     def one_band(top: int) -> None:
         bottom = min(height, top + _BLEND_BAND)
@@ -287,9 +291,16 @@ def blend(
         band = Image.frombuffer("RGBA", size, big[top:bottom], "raw", "RGBA", 0, 1)
         if near.min() == 255:
             out.paste(band, (0, top))  # weight 255 throughout: no blending
-        else:
-            band_weight = Image.frombuffer("L", size, big_weight[top:bottom], "raw", "L", 0, 1)
-            out.paste(band, (0, top), band_weight)
+            return
+        band_weight = Image.frombuffer("L", size, big_weight[top:bottom], "raw", "L", 0, 1)
+        # Pillow blends every pixel it pastes through a mask, even at 0 and 255: blend only
+        # the runs of columns that need it, copy the all-255 ones, skip the all-0 ones
+        for left, right, kind in _column_runs(near, first_col, last_col):
+            box = (left, 0, right, bottom - top)
+            if kind == _MIXED:
+                out.paste(band.crop(box), (left, top), band_weight.crop(box))
+            elif kind == _FULL:
+                out.paste(band.crop(box), (left, top))
 
     tops = range(0, height, _BLEND_BAND)
     if threads <= 1:
@@ -302,6 +313,25 @@ def blend(
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="regionedit-blend") as pool:
             list(pool.map(one_band, tops))
     return out
+
+
+_EMPTY, _MIXED, _FULL = 0, 1, 2
+
+
+def _column_runs(
+    near: np.ndarray, first_col: np.ndarray, last_col: np.ndarray
+) -> list[tuple[int, int, int]]:
+    """(left, right, kind) runs of output columns whose small weights ``near`` (the rows a
+    band reads) are all 0 (``_EMPTY``), all 255 (``_FULL``) or neither (``_MIXED``); output
+    column x reads small columns ``first_col[x]:last_col[x]``."""
+    # prefix counts of the small columns holding a non-zero, and a non-255, weight
+    nonzero = np.concatenate(([0], np.cumsum(near.max(axis=0) > 0)))
+    partial = np.concatenate(([0], np.cumsum(near.min(axis=0) < 255)))
+    kind = np.full(len(first_col), _MIXED, dtype=np.int8)
+    kind[nonzero[last_col] == nonzero[first_col]] = _EMPTY
+    kind[partial[last_col] == partial[first_col]] = _FULL
+    edges = [0, *(np.flatnonzero(np.diff(kind)) + 1).tolist(), len(kind)]
+    return [(left, right, int(kind[left])) for left, right in zip(edges, edges[1:])]
 
 
 def _footprint(start: int, stop: int, scale: float, limit: int) -> tuple[int, int]:
