@@ -250,9 +250,9 @@ def blend(
     ``generated`` (RGB) and ``weight`` ("L", as from :func:`to_weight_image`) may be smaller
     than ``original``: they are then scaled up (OpenCV, bicubic and bilinear: several times
     faster than Pillow's resampling at 24 megapixels) and pasted band by band on up to
-    ``threads`` threads (Pillow releases the GIL while it pastes); bands whose weight is 0
-    throughout are not touched. A pixel whose weight neighbourhood is all 0 is left exactly as
-    in ``original``. ``in_place`` writes into ``original`` (an RGB image the caller no longer
+    ``threads`` threads (Pillow releases the GIL while it pastes); stretches whose weight is 0
+    throughout are not touched, those at 255 throughout are copied without blending. A pixel
+    whose weight neighbourhood is all 0 is left exactly as in ``original``. ``in_place`` writes into ``original`` (an RGB image the caller no longer
     needs) instead of a copy, which at 24 megapixels saves tens of milliseconds.
     """
     if generated.size != weight.size:
