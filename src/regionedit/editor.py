@@ -552,7 +552,7 @@ class Editor:
             exact_subject = made.subject_alpha if made.source == "input-alpha" else None
         # The mask result keeps its working copy (the loaded image itself when it was small
         # enough), the subject paste below reads the original: those must stay untouched.
-        in_place = in_place and exact_subject is None and loaded.rgb.mode == "RGB" and all(
+        in_place = in_place and exact_subject is None and all(
             loaded.rgb is not kept for kept in (made.work_image, job.model_input)
         )
         if in_place:

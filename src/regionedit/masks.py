@@ -13,7 +13,7 @@ OpenCV's and Pillow's C code, so a 24-megapixel photo costs a few passes over it
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -252,8 +252,9 @@ def blend(
     faster than Pillow's resampling at 24 megapixels) and pasted band by band on up to
     ``threads`` threads (Pillow releases the GIL while it pastes); stretches whose weight is 0
     throughout are not touched, those at 255 throughout are copied without blending. A pixel
-    whose weight neighbourhood is all 0 is left exactly as in ``original``. ``in_place`` writes into ``original`` (an RGB image the caller no longer
-    needs) instead of a copy, which at 24 megapixels saves tens of milliseconds.
+    whose weight neighbourhood is all 0 is left exactly as in ``original``. ``in_place``
+    writes into ``original`` (an RGB image the caller no longer needs) instead of a copy,
+    which at 24 megapixels saves tens of milliseconds.
     """
     if generated.size != weight.size:
         raise ValueError(
@@ -277,9 +278,9 @@ def blend(
     big_weight = cv2.resize(levels, (width, height), interpolation=cv2.INTER_LINEAR)
     row_scale = generated.height / height
     # per output column, the small columns it is interpolated from (and a pixel more)
-    edges = np.arange(width + 1) * (generated.width / width)
-    first_col = np.maximum(0, np.floor(edges[:-1]).astype(int) - 3)
-    last_col = np.minimum(levels.shape[1], np.ceil(edges[1:]).astype(int) + 3)
+    first_col, last_col = _footprint(
+        np.arange(width), np.arange(1, width + 1), generated.width / width, levels.shape[1]
+    )
 
     def one_band(top: int) -> None:
         bottom = min(height, top + _BLEND_BAND)
@@ -334,10 +335,13 @@ def _column_runs(
     return [(left, right, int(kind[left])) for left, right in zip(edges, edges[1:])]
 
 
-def _footprint(start: int, stop: int, scale: float, limit: int) -> tuple[int, int]:
+def _footprint(start: Any, stop: Any, scale: float, limit: int) -> tuple[Any, Any]:
     """The source rows (or columns) that output rows ``start:stop`` of an upscale by
-    ``1 / scale`` read, with a margin past the widest filter's support (bicubic: 2)."""
-    return max(0, math.floor(start * scale) - 3), min(limit, math.ceil(stop * scale) + 3)
+    ``1 / scale`` read, with a margin past the widest filter's support (bicubic: 2). Works on
+    single rows and, element by element, on arrays of them."""
+    first = np.maximum(0, np.floor(np.multiply(start, scale)).astype(int) - 3)
+    last = np.minimum(limit, np.ceil(np.multiply(stop, scale)).astype(int) + 3)
+    return first, last
 
 
 def crop_box(
