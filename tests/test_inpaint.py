@@ -290,6 +290,53 @@ def test_inpaint_many_matches_one_at_a_time_and_keeps_order(tiny_inpainter):
         assert difference.max() <= 2
 
 
+def test_a_batch_is_decoded_one_image_at_a_time_unless_vae_slicing_is_off(
+    tiny_sd_path, monkeypatch
+):
+    from regionedit.inpaint import InpaintRequest
+
+    requests = [
+        InpaintRequest(_photo(64, 48), _centre_mask(64, 48), f"a ball {i}", seed=i, steps=2)
+        for i in range(3)
+    ]
+    for slicing, expected in ((True, [1, 1, 1]), (False, [3])):
+        inpainter = DiffusersInpainter(tiny_sd_path, device="cpu", vae_slicing=slicing)
+        decoder = inpainter.load().vae.decoder
+        decoded: list[int] = []
+        real = decoder.forward
+
+        def counting(latents, *args, _real=real, _decoded=decoded, **kwargs):
+            _decoded.append(latents.shape[0])
+            return _real(latents, *args, **kwargs)
+
+        monkeypatch.setattr(decoder, "forward", counting)
+        # the decoder's full-size activations are most of a batch's memory; one image at a
+        # time, a batch of 8 at 512 px needs about what one image does (bench/README.md)
+        assert all(not isinstance(out, Exception)
+                   for out in inpainter.inpaint_many(requests, batch_size=3))
+        assert decoded == expected
+
+
+def test_loading_from_two_threads_at_once_loads_once(tiny_sd_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from diffusers import AutoPipelineForInpainting
+
+    calls = []
+    real = AutoPipelineForInpainting.from_pretrained
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(AutoPipelineForInpainting, "from_pretrained", counting)
+    inpainter = DiffusersInpainter(tiny_sd_path, device="cpu")
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        pipes = list(threads.map(lambda _: inpainter.load(), range(2)))
+    assert pipes[0] is pipes[1]
+    assert len(calls) == 1
+
+
 def test_inpaint_many_refuses_a_batch_size_below_one(tiny_inpainter):
     with pytest.raises(ValueError, match="batch_size"):
         tiny_inpainter.inpaint_many([], batch_size=0)

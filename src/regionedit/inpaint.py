@@ -19,6 +19,7 @@ import contextlib
 import importlib
 import logging
 import os
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -59,8 +60,10 @@ class Inpainter(Protocol):
 
     A backend that can generate several images in one call may also offer
     ``inpaint_many(requests: Sequence[InpaintRequest], *, batch_size: int)``, returning each
-    request's image or its InpaintError, in order (as :class:`DiffusersInpainter` does);
-    batches use it, and call :meth:`inpaint` once per image otherwise.
+    request's image or its InpaintError, in order, and ``batch_key(request)``, equal for
+    requests that can share a call (as :class:`DiffusersInpainter` does); batches use them,
+    and call :meth:`inpaint` once per image otherwise. A ``load()`` method, if present, loads
+    the model, so that a batch can load it while its first descriptions are classified.
     """
 
     name: str
@@ -203,6 +206,9 @@ class DiffusersInpainter:
 
     ``device`` defaults to cuda, then mps, then cpu; ``dtype`` to float16 on a GPU and
     float32 on CPU. ``attention_slicing`` and ``cpu_offload`` trade speed for GPU memory.
+    ``vae_slicing`` (on by default) has the VAE encode and decode a batched call one image at
+    a time: its full-size activations are most of what a batch adds to memory, and the VAE is
+    a small part of the call's time.
 
     The model's safety checker, if it ships one (SD 1.5 inpainting does), is kept: a flagged
     result is black, which :meth:`inpaint` treats like a failed generation. Pass
@@ -222,6 +228,7 @@ class DiffusersInpainter:
         dtype: str | None = None,
         attention_slicing: bool = False,
         cpu_offload: bool = False,
+        vae_slicing: bool = True,
         variant: str | None = None,
         local_files_only: bool | None = None,
         safety_checker: bool = True,
@@ -236,6 +243,7 @@ class DiffusersInpainter:
         self.dtype = dtype
         self.attention_slicing = attention_slicing
         self.cpu_offload = cpu_offload
+        self.vae_slicing = vae_slicing
         self.variant = variant
         self.local_files_only = local_files_only
         self.safety_checker = safety_checker
@@ -245,12 +253,20 @@ class DiffusersInpainter:
         self._dtype_name = dtype or "auto"
         # images per call known to fit, per generation size, learned from running out of memory
         self._batch_caps: dict[tuple[int, int], int] = {}
+        # a batch loads the model on a thread of its own while the main one may ask for it
+        self._load_lock = threading.Lock()
 
     # ----------------------------------------------------------------------- loading
     def load(self) -> Any:
         """Load the pipeline (once; later calls return the same object) and return it."""
         if self._pipe is not None:
             return self._pipe
+        with self._load_lock:
+            if self._pipe is None:
+                self._pipe = self._load()
+            return self._pipe
+
+    def _load(self) -> Any:
         import torch
         from diffusers import AutoPipelineForInpainting
 
@@ -287,10 +303,12 @@ class DiffusersInpainter:
             raise
         if self.attention_slicing:
             pipe.enable_attention_slicing()
+        vae = getattr(pipe, "vae", None)
+        if self.vae_slicing and hasattr(vae, "enable_slicing"):
+            vae.enable_slicing()
         pipe.set_progress_bar_config(disable=True)
 
         self._device_name, self._dtype_name = device, dtype_name
-        self._pipe = pipe
         return pipe
 
     def _check_device(self, torch: Any, device: str) -> None:
@@ -388,9 +406,7 @@ class DiffusersInpainter:
             except InpaintError as exc:
                 results[index] = exc
                 continue
-            key = (inputs["width"], inputs["height"], request.steps, request.guidance_scale,
-                   request.strength)
-            groups.setdefault(key, []).append((index, inputs))
+            groups.setdefault(self.batch_key(request), []).append((index, inputs))
         for key, members in groups.items():
             per_call = min(batch_size, self._batch_caps.get(key[:2], batch_size))
             for start in range(0, len(members), per_call):
@@ -398,6 +414,12 @@ class DiffusersInpainter:
                 for (index, _), outcome in zip(chunk, self._generate_chunk(pipe, requests, chunk)):
                     results[index] = outcome
         return results  # type: ignore[return-value]
+
+    def batch_key(self, request: InpaintRequest) -> tuple[int, int, int, float, float]:
+        """Requests with equal keys can share a pipeline call: (generation width, height,
+        steps, guidance scale, strength). Loads the model, whose native size it needs."""
+        width, height = generation_size(request.image.size, request.max_side or self.native_size)
+        return width, height, request.steps, request.guidance_scale, request.strength
 
     def _model_inputs(self, request: InpaintRequest) -> dict[str, Any]:
         """Check ``request`` and build its pipeline inputs at the generation size."""
