@@ -536,3 +536,75 @@ def test_a_model_that_fails_to_load_mid_run_still_hands_over_the_finished_items(
     # the first batch of two was generated before the failure: both come out, then the error
     assert [o.status for o in seen] == ["ok", "ok"]
     assert [o.index for o in seen] == [0, 1]
+
+
+def _photos_in_two_shapes(small_photo_path: Path, folder: Path, shapes: str) -> list[Path]:
+    """One photo per letter of ``shapes``: "w" wide (96x64), "t" tall (64x96); each one
+    different (flipped or turned), so that a result handed to the wrong item shows."""
+    wide = Image.open(small_photo_path).convert("RGB")
+    variants = {
+        "w": [wide, wide.transpose(Image.Transpose.FLIP_LEFT_RIGHT), wide.rotate(180)],
+        "t": [wide.transpose(Image.Transpose.ROTATE_90), wide.transpose(Image.Transpose.ROTATE_270)],
+    }
+    folder.mkdir()
+    paths = []
+    for index, shape in enumerate(shapes):
+        path = folder / f"photo-{index}.png"
+        variants[shape][index % len(variants[shape])].save(path)
+        paths.append(path)
+    return paths
+
+
+def _record_generation_calls(editor: Editor, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Per ``Editor.generate`` call, the shapes it was given, as "w"/"t" letters."""
+    calls: list[str] = []
+    real = editor.generate
+
+    def recording(prepared: list, **kwargs: Any) -> Any:
+        calls.append("".join("w" if p.model_input.width > p.model_input.height else "t"
+                             for p in prepared))
+        return real(prepared, **kwargs)
+
+    monkeypatch.setattr(editor, "generate", recording)
+    return calls
+
+
+def test_a_batch_of_mixed_shapes_fills_each_model_call_with_one_shape(
+    editor, small_photo_path, tmp_path, monkeypatch
+):
+    paths = _photos_in_two_shapes(small_photo_path, tmp_path / "in", "wtwtwt")
+    items = [(path, "a cat", "a cat on a beach") for path in paths]
+    settings = dict(region="background", seed=1, steps=2, max_side=64)
+    alone = [editor.edit(*item, **settings).image for item in items]
+    calls = _record_generation_calls(editor, monkeypatch)
+
+    results = list(editor.edit_many(items, batch_size=3, **settings))
+
+    # portrait and landscape photos generate at different sizes: one call for each shape,
+    # where taking them three at a time in order would have made four half-empty calls
+    assert calls == ["www", "ttt"]
+    assert [r.index for r in results] == list(range(6))
+    assert [r.status for r in results] == ["ok"] * 6
+    for result, expected in zip(results, alone):
+        # every item got its own image back, as generated alone up to the float rounding of
+        # a batched call
+        difference = np.abs(np.asarray(result.result.image, dtype=np.int16) - np.asarray(expected))
+        assert difference.max() <= 2
+
+
+def test_an_odd_shape_is_not_held_back_past_the_look_ahead(
+    editor, small_photo_path, tmp_path, monkeypatch
+):
+    paths = _photos_in_two_shapes(small_photo_path, tmp_path / "in", "t" + "w" * 9)
+    items = [(path, "a cat", "a cat on a beach") for path in paths]
+    calls = _record_generation_calls(editor, monkeypatch)
+
+    results = list(editor.edit_many(items, region="background", seed=1, steps=2, max_side=64,
+                                    batch_size=2))
+
+    # the look-ahead is 3 x batch_size = 6 items: the tall photo waits for a partner that
+    # does not come only until then, and the wide ones still go two by two
+    assert calls == ["ww", "ww", "t", "ww", "ww", "w"]
+    assert [r.index for r in results] == list(range(10))
+    assert [r.status for r in results] == ["ok"] * 10
+    assert [r.result.image.size for r in results] == [(64, 96)] + [(96, 64)] * 9

@@ -302,3 +302,33 @@ def test_prepare_generate_finish_is_edit(editor, small_photo_path):
         assert got.seed == want.seed
         assert np.array_equal(np.asarray(got.image), np.asarray(want.image))
     assert result.timings.inpaint > 0 and result.timings.composite > 0
+
+
+def test_load_models_loads_both_models_ahead_of_the_first_image(
+    tmp_path, monkeypatch, tiny_rembg_model, tiny_sd_path, small_photo_path
+):
+    import shutil
+    from pathlib import Path
+
+    home = tmp_path / "u2net"
+    home.mkdir()
+    onnx = Path(shutil.copy(tiny_rembg_model, home))
+    monkeypatch.setenv("U2NET_HOME", str(home))
+    model = Path(shutil.copytree(tiny_sd_path, tmp_path / "sd"))
+    editor = Editor(classifier="offline", segment_model_path=str(onnx), inpaint_model=str(model),
+                    device="cpu")
+
+    editor.load_models()
+    onnx.unlink()
+    shutil.rmtree(model)  # what is loaded no longer needs its files
+
+    result = editor.edit(small_photo_path, "a cat", "a cat on a beach", region="background",
+                         seed=1, **FAST)
+    assert result.image.size == Image.open(small_photo_path).size
+
+
+def test_load_models_can_leave_the_inpainting_model_for_its_first_use(rembg_segmenter, tiny_sd_path):
+    editor = Editor(classifier="offline", segmenter=rembg_segmenter, inpaint_model=str(tiny_sd_path),
+                    device="cpu")
+    editor.load_models(inpainter=False)
+    assert editor.inpainter.describe()["loaded"] is False

@@ -35,7 +35,9 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Mapping, Optional, Union
+from typing import (
+    TYPE_CHECKING, Any, Hashable, Iterable, Iterator, Literal, Mapping, Optional, Union,
+)
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -184,11 +186,13 @@ def edit_many(
     ``dry_run`` classifies and masks without generating: no inpainting model is loaded.
 
     Classification runs on up to ``llm_concurrency`` threads, each distinct (source, target)
-    pair asked once; images are loaded and segmented up to ``prefetch`` items ahead of the
-    generation. Generation takes the items ``batch_size`` at a time: images of one generation
-    size and settings share a model call (see :meth:`Editor.generate`; 1 gives one call per
-    image, as :meth:`Editor.edit` does). Compositing runs on a thread of its own while the
-    next images generate.
+    pair asked once, while the models load on a thread of their own
+    (:meth:`Editor.load_models`); images are loaded and segmented up to ``prefetch`` items
+    ahead of the generation. Generation takes up to ``batch_size`` images of one generation
+    size and settings per model call (see :meth:`Editor.generate`; 1 gives one call per image,
+    as :meth:`Editor.edit` does), looking up to ``3 * batch_size`` items ahead for images of
+    the same size, so that mixed portrait and landscape photos still fill the calls.
+    Compositing runs on a thread of its own while the next images generate.
     """
     if llm_concurrency < 1 or prefetch < 1 or batch_size < 1:
         raise ValueError("llm_concurrency, prefetch and batch_size must be at least 1")
@@ -224,76 +228,124 @@ def edit_many(
                     return
 
         threading.Thread(target=prepare_all, name="regionedit-prefetch", daemon=True).start()
-        # Results of the previous batch, compositing on the finisher while this one generates.
-        finishing: list[Union[ItemResult, Future]] = []
-        position = 0
-        while position < len(batch):
-            window: list[tuple[ItemResult, dict[str, Any]]] = []
-            stopped: Optional[ModelLoadError] = None
-            while position < len(batch) and len(window) < batch_size and stopped is None:
-                prepared = ready.get()
+        # the model loads (seconds for real weights) overlap the first classifications
+        threading.Thread(
+            target=_load_models, args=(editor, not dry_run), name="regionedit-load", daemon=True
+        ).start()
+
+        # Items are taken in order but generated in groups of one generation size and settings,
+        # so that a folder of portrait and landscape photos still fills each model call. At
+        # most ``lookahead`` items are taken and not yet handed out.
+        lookahead = 3 * batch_size
+        waiting: dict[Hashable, list[tuple[ItemResult, Any]]] = {}
+        done: dict[int, Union[ItemResult, Future]] = {}  # by index, until handed out
+        taken = handed = 0
+        stopped: Optional[ModelLoadError] = None
+        while handed < len(batch):
+            while (
+                taken < len(batch) and stopped is None and taken - handed < lookahead
+                and not any(len(group) >= batch_size for group in waiting.values())
+                # a finished result and nothing to group: hand it out before taking more
+                and (waiting or not isinstance(done.get(handed), ItemResult))
+            ):
+                prepared, kwargs = ready.get(), settings[taken]
+                taken += 1
                 if isinstance(prepared.error, ModelLoadError):
                     stopped = prepared.error
-                window.append((prepared, settings[position]))
-                position += 1
-            started: list[Union[ItemResult, Future]] = []
-            if stopped is None and dry_run:
-                started = [p for p, _ in window]
-            elif stopped is None:
+                elif dry_run or prepared.status != "ok" or prepared.loaded is None:
+                    done[prepared.index] = prepared
+                else:
+                    try:
+                        job = _prepare_generation(editor, prepared, kwargs, decide_policy)
+                        waiting.setdefault(editor.generation_group(job), []).append((prepared, job))
+                    except ModelLoadError as exc:
+                        stopped = exc
+                    except Exception as exc:
+                        done[prepared.index] = _failed(
+                            prepared.index, prepared.item, exc, "inpaint", prepared.timings
+                        )
+            just_started: set[int] = set()
+            # a group that is not full goes only when no more items will come, or when the
+            # look-ahead is used up and the next item to hand out is among those waiting
+            if waiting and stopped is None and (
+                any(len(group) >= batch_size for group in waiting.values())
+                or taken == len(batch)
+                or (taken - handed >= lookahead and handed not in done)
+            ):
                 try:
-                    started = _start_generation(editor, window, decide_policy, batch_size,
-                                                finisher)
+                    for index, outcome in _generate(editor, _next_group(waiting, batch_size),
+                                                    batch_size, finisher):
+                        done[index] = outcome
+                        just_started.add(index)
                 except ModelLoadError as exc:
                     stopped = exc
-            # the previous batch's results come out first, also when the run stops here
-            for earlier in finishing:
+            # In input order, up to the first item still waiting or just generated: those
+            # composite on the finisher while the next group generates.
+            while handed in done and handed not in just_started:
+                earlier = done.pop(handed)
                 yield earlier.result() if isinstance(earlier, Future) else earlier
+                handed += 1
             if stopped is not None:
                 raise stopped
-            finishing = started
-        for earlier in finishing:
-            yield earlier.result() if isinstance(earlier, Future) else earlier
     finally:
         stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
         finisher.shutdown(wait=False, cancel_futures=True)
 
 
-def _start_generation(
+def _load_models(editor: "Editor", inpainter: bool) -> None:
+    """Load the models ahead of their first use; a failure is left for that use to report."""
+    try:
+        editor.load_models(inpainter=inpainter)
+    except Exception:
+        log.debug("loading the models ahead of time failed", exc_info=True)
+
+
+def _prepare_generation(
+    editor: "Editor", prepared: ItemResult, kwargs: dict[str, Any], decide_policy: str
+) -> Any:
+    """The :class:`~regionedit.editor.PreparedEdit` of a loaded, decided and masked item."""
+    item = prepared.item
+    return editor.prepare(
+        prepared.loaded, item.source, item.target,
+        decided=(prepared.region, prepared.classification), prepared_mask=prepared.mask,
+        on_unidentified=decide_policy, **kwargs,
+    )
+
+
+def _next_group(
+    waiting: dict[Hashable, list[tuple[ItemResult, Any]]], batch_size: int
+) -> list[tuple[ItemResult, Any]]:
+    """Take the next model call's items out of ``waiting``: the full group whose first item
+    came first, else the group of the oldest waiting item."""
+    full = [key for key, group in waiting.items() if len(group) >= batch_size]
+    candidates = full or list(waiting)
+    key = min(candidates, key=lambda k: waiting[k][0][0].index)
+    group, waiting[key] = waiting[key][:batch_size], waiting[key][batch_size:]
+    if not waiting[key]:
+        del waiting[key]
+    return group
+
+
+def _generate(
     editor: "Editor",
-    window: list[tuple[ItemResult, dict[str, Any]]],
-    decide_policy: str,
+    group: list[tuple[ItemResult, Any]],
     batch_size: int,
     finisher: ThreadPoolExecutor,
-) -> list[Union[ItemResult, Future]]:
-    """Generate the ready items of ``window`` together (on the caller's thread) and hand their
-    compositing to ``finisher``; per item, in order, its result or the future of it."""
-    jobs: dict[int, Any] = {}
-    outcomes: list[Union[ItemResult, Future]] = []
-    for number, (prepared, kwargs) in enumerate(window):
-        if prepared.status != "ok" or prepared.loaded is None:
-            continue
-        item = prepared.item
-        try:
-            jobs[number] = editor.prepare(
-                prepared.loaded, item.source, item.target,
-                decided=(prepared.region, prepared.classification), prepared_mask=prepared.mask,
-                on_unidentified=decide_policy, **kwargs,
+) -> list[tuple[int, Union[ItemResult, Future]]]:
+    """Generate ``group`` (on the caller's thread) and hand its compositing to ``finisher``;
+    per item, its index and its result or the future of it."""
+    jobs = [job for _, job in group]
+    outcomes: list[tuple[int, Union[ItemResult, Future]]] = []
+    for (prepared, job), generated in zip(group, editor.generate(jobs, batch_size=batch_size)):
+        if isinstance(generated, Exception):
+            timings = _with_prepare_stages(job.timings, prepared)
+            outcome: Union[ItemResult, Future] = _failed(
+                prepared.index, prepared.item, generated, "inpaint", timings
             )
-        except ModelLoadError:
-            raise
-        except Exception as exc:
-            window[number] = (_failed(prepared.index, item, exc, "inpaint", prepared.timings), kwargs)
-    generated = dict(zip(jobs, editor.generate(list(jobs.values()), batch_size=batch_size)))
-    for number, (prepared, _) in enumerate(window):
-        if number not in jobs:
-            outcomes.append(prepared)
-        elif isinstance(generated[number], Exception):
-            outcomes.append(_failed(prepared.index, prepared.item, generated[number], "inpaint",
-                                    _with_prepare_stages(jobs[number].timings, prepared)))
         else:
-            outcomes.append(finisher.submit(_finish_item, editor, prepared, jobs[number],
-                                            generated[number]))
+            outcome = finisher.submit(_finish_item, editor, prepared, job, generated)
+        outcomes.append((prepared.index, outcome))
     return outcomes
 
 

@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Hashable, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .batch import BatchItemLike, ItemResult
     from .classify import Classifier
     from .imageio import ImageLike, LoadedImage
-    from .inpaint import Inpainter
+    from .inpaint import Inpainter, InpaintRequest
     from .segment import Segmenter
 
 __all__ = ["Editor", "edit", "MaskResult", "PreparedEdit", "default_editor", "timed_stage"]
@@ -436,21 +436,7 @@ class Editor:
         one), up to that many images share one model call; the call's time is shared out
         among them in their timings. :class:`~regionedit.errors.ModelLoadError` is raised.
         """
-        from .inpaint import InpaintRequest
-
-        requests: list[InpaintRequest] = []
-        owners: list[int] = []
-        for number, job in enumerate(prepared):
-            settings = job.settings
-            assert settings.seed is not None
-            for i in range(settings.candidates):
-                requests.append(InpaintRequest(
-                    job.model_input, job.model_mask, settings.target, settings.seed + i,
-                    settings.negative_prompt, settings.steps, settings.guidance_scale,
-                    settings.strength, settings.max_side,
-                ))
-                owners.append(number)
-
+        requests, owners = self._requests(prepared)
         start = time.perf_counter()
         with self._generate_lock:
             outcomes = self._inpaint_requests(requests, batch_size)
@@ -466,6 +452,47 @@ class Editor:
                 continue
             results[owner].append(np.asarray(outcome.convert("RGB")))
         return results
+
+    def generation_group(self, prepared: "PreparedEdit") -> Hashable:
+        """Prepared edits with equal groups can share a model call in :meth:`generate` (same
+        generation size and settings); None for every edit when the inpainter generates one
+        image per call. Loads the inpainting model, whose native size decides the size."""
+        inpainter = self.inpainter
+        key = getattr(inpainter, "batch_key", None)
+        if key is None or getattr(inpainter, "inpaint_many", None) is None:
+            return None
+        requests, _ = self._requests([prepared])
+        return key(requests[0])  # candidates differ in seed only
+
+    def load_models(self, *, inpainter: bool = True) -> None:
+        """Load the segmentation model and (unless ``inpainter=False``) the inpainting model
+        now instead of at their first use, e.g. when a server starts. Batches call this on a
+        thread of their own while their first descriptions are classified. A stage without a
+        ``load()`` method is left to load itself."""
+        stages = [self.segmenter, self.inpainter] if inpainter else [self.segmenter]
+        for stage in stages:
+            load = getattr(stage, "load", None)
+            if callable(load):
+                load()
+
+    def _requests(self, prepared: "list[PreparedEdit]") -> "tuple[list[InpaintRequest], list[int]]":
+        """One inpainting request per candidate of every prepared edit, and the position in
+        ``prepared`` of the edit each belongs to."""
+        from .inpaint import InpaintRequest
+
+        requests: list[InpaintRequest] = []
+        owners: list[int] = []
+        for number, job in enumerate(prepared):
+            settings = job.settings
+            assert settings.seed is not None
+            for i in range(settings.candidates):
+                requests.append(InpaintRequest(
+                    job.model_input, job.model_mask, settings.target, settings.seed + i,
+                    settings.negative_prompt, settings.steps, settings.guidance_scale,
+                    settings.strength, settings.max_side,
+                ))
+                owners.append(number)
+        return requests, owners
 
     def _inpaint_requests(self, requests: list[Any], batch_size: int) -> list[Any]:
         """Each request's image or exception, in model calls of up to ``batch_size`` when the

@@ -30,7 +30,11 @@ _REMBG_RELEASES = "https://github.com/danielgatis/rembg/releases/tag/v0.0.0"
 
 @runtime_checkable
 class Segmenter(Protocol):
-    """Finds the subject of a photo."""
+    """Finds the subject of a photo.
+
+    A ``load()`` method, if present, loads the model ahead of the first image: a batch calls
+    it while its first descriptions are being classified.
+    """
 
     name: str
 
@@ -117,6 +121,10 @@ class RembgSegmenter:
             "model_path": self.model_path,
             "rembg_version": _rembg_version(),
         }
+
+    def load(self) -> Any:
+        """Load the model now rather than at the first image; returns :meth:`session`."""
+        return self.session()
 
     def session(self) -> Any:
         """The rembg session, created on first use (thread-safe) and then reused."""
