@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from regionedit.batch import DEFAULT_BATCH_SIZE
+
 from . import llm_stage, memory, overhead, startup, throughput
 from .measure import load_average
 from .report import evaluate_targets, format_table
@@ -44,9 +46,9 @@ class Settings:
     batch_side: int = 320
     batch_steps: int = 4
     batch_rounds: int = 3
-    #: the editor's default (the target's figure) and larger ones a user may choose
-    batch_size: int = 4
-    other_batch_sizes: tuple[int, ...] = (8,)
+    #: the library's default (the target's figure), and the default before stop 11
+    batch_size: int = DEFAULT_BATCH_SIZE
+    other_batch_sizes: tuple[int, ...] = (4,)
     llm_latency: float = 0.3
     llm_pairs: int = 100
     llm_repeats: int = 20

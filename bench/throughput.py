@@ -44,7 +44,7 @@ def run(
     latency: float,
     concurrency: int,
     rounds: int,
-    batch_size: int = 4,
+    batch_size: int = 8,
     other_batch_sizes: tuple[int, ...] = (),
 ) -> dict:
     """Time the three ways on ``items`` photos of ``side`` px, ``steps`` denoising steps, in
