@@ -608,3 +608,38 @@ def test_an_odd_shape_is_not_held_back_past_the_look_ahead(
     assert [r.index for r in results] == list(range(10))
     assert [r.status for r in results] == ["ok"] * 10
     assert [r.result.image.size for r in results] == [(64, 96)] + [(96, 64)] * 9
+
+
+def test_a_batch_of_cut_outs_never_loads_the_segmentation_model(
+    llm_env, rembg_segmenter, tiny_inpainter, rgba_subject_path
+):
+    class Watched:
+        """The real segmenter, noting every call that would load or run it."""
+
+        name = "watched"
+
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def load(self) -> Any:
+            self.calls.append("load")
+            return rembg_segmenter.load()
+
+        def subject_alpha(self, image: Image.Image) -> np.ndarray:
+            self.calls.append("subject_alpha")
+            return rembg_segmenter.subject_alpha(image)
+
+        def describe(self) -> dict[str, Any]:
+            return {"segmenter": self.name}
+
+    segmenter = Watched()
+    editor = Editor(classifier="llm", segmenter=segmenter, inpainter=tiny_inpainter)
+    items = [(rgba_subject_path, "a cat", f"a cat on a beach {i}") for i in range(3)]
+
+    results = list(editor.edit_many(items, region="background", seed=1, steps=2, max_side=64))
+
+    assert [r.status for r in results] == ["ok"] * 3
+    assert [r.result.mask_result.source for r in results] == ["input-alpha"] * 3
+    # the images carry their own alpha: the model (a download, for rembg's named models) is
+    # neither loaded ahead of time nor run
+    assert segmenter.calls == []

@@ -326,9 +326,3 @@ def test_load_models_loads_both_models_ahead_of_the_first_image(
                          seed=1, **FAST)
     assert result.image.size == Image.open(small_photo_path).size
 
-
-def test_load_models_can_leave_the_inpainting_model_for_its_first_use(rembg_segmenter, tiny_sd_path):
-    editor = Editor(classifier="offline", segmenter=rembg_segmenter, inpaint_model=str(tiny_sd_path),
-                    device="cpu")
-    editor.load_models(inpainter=False)
-    assert editor.inpainter.describe()["loaded"] is False

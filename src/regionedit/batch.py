@@ -191,8 +191,8 @@ def edit_many(
     ``dry_run`` classifies and masks without generating: no inpainting model is loaded.
 
     Classification runs on up to ``llm_concurrency`` threads, each distinct (source, target)
-    pair asked once, while the models load on a thread of their own
-    (:meth:`Editor.load_models`); images are loaded and segmented up to ``prefetch`` items
+    pair asked once, while the inpainting model loads on a thread of its own; images are
+    loaded and segmented up to ``prefetch`` items
     ahead of the generation. Generation takes up to ``batch_size`` images of one generation
     size and settings per model call (see :meth:`Editor.generate`; 1 gives one call per image,
     as :meth:`Editor.edit` does), looking up to ``3 * batch_size`` items ahead for images of
@@ -233,10 +233,12 @@ def edit_many(
                     return
 
         threading.Thread(target=prepare_all, name="regionedit-prefetch", daemon=True).start()
-        # the model loads (seconds for real weights) overlap the first classifications
-        threading.Thread(
-            target=_load_models, args=(editor, not dry_run), name="regionedit-load", daemon=True
-        ).start()
+        if not dry_run:
+            # loading the inpainting model (seconds for real weights) overlaps the first
+            # classifications; the segmentation model loads when an image needs it (cut-outs
+            # with their own alpha never do)
+            threading.Thread(target=_load_inpainter, args=(editor,), name="regionedit-load",
+                             daemon=True).start()
 
         # Items are taken in order but generated in groups of one generation size and settings,
         # so that a folder of portrait and landscape photos still fills each model call. At
@@ -298,12 +300,15 @@ def edit_many(
         finisher.shutdown(wait=False, cancel_futures=True)
 
 
-def _load_models(editor: "Editor", inpainter: bool) -> None:
-    """Load the models ahead of their first use; a failure is left for that use to report."""
+def _load_inpainter(editor: "Editor") -> None:
+    """Load the inpainting model ahead of its first use; a failure is left for that use to
+    report."""
     try:
-        editor.load_models(inpainter=inpainter)
+        load = getattr(editor.inpainter, "load", None)
+        if callable(load):
+            load()
     except Exception:
-        log.debug("loading the models ahead of time failed", exc_info=True)
+        log.debug("loading the inpainting model ahead of time failed", exc_info=True)
 
 
 def _prepare_generation(

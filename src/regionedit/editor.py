@@ -464,13 +464,11 @@ class Editor:
         requests, _ = self._requests([prepared])
         return key(requests[0])  # candidates differ in seed only
 
-    def load_models(self, *, inpainter: bool = True) -> None:
-        """Load the segmentation model and (unless ``inpainter=False``) the inpainting model
-        now instead of at their first use, e.g. when a server starts. Batches call this on a
-        thread of their own while their first descriptions are classified. A stage without a
-        ``load()`` method is left to load itself."""
-        stages = [self.segmenter, self.inpainter] if inpainter else [self.segmenter]
-        for stage in stages:
+    def load_models(self) -> None:
+        """Load the segmentation and inpainting models now instead of at their first use,
+        e.g. when a server starts. A stage without a ``load()`` method is left to load itself.
+        Raises :class:`~regionedit.errors.ModelLoadError`."""
+        for stage in (self.segmenter, self.inpainter):
             load = getattr(stage, "load", None)
             if callable(load):
                 load()

@@ -32,8 +32,8 @@ _REMBG_RELEASES = "https://github.com/danielgatis/rembg/releases/tag/v0.0.0"
 class Segmenter(Protocol):
     """Finds the subject of a photo.
 
-    A ``load()`` method, if present, loads the model ahead of the first image: a batch calls
-    it while its first descriptions are being classified.
+    A ``load()`` method, if present, loads the model ahead of the first image
+    (:meth:`regionedit.Editor.load_models` calls it).
     """
 
     name: str
