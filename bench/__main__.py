@@ -60,6 +60,9 @@ class Settings:
     large_runs: int = 5
     memory_batch_sizes: tuple[int, int] = (20, 200)
     memory_batch_side: int = 128
+    #: large photos (``large_size``) through ``regionedit batch`` at these batch sizes
+    large_batch_items: int = 16
+    large_batch_sizes: tuple[int, ...] = (4, DEFAULT_BATCH_SIZE)
     #: run the memory section's processes at the same time (their times are then not usable)
     memory_parallel: bool = False
 
@@ -88,6 +91,8 @@ QUICK = replace(
     large_runs=1,
     memory_batch_sizes=(1, 2),
     memory_batch_side=64,
+    large_batch_items=3,
+    large_batch_sizes=(2,),
     memory_parallel=True,
 )
 
@@ -112,6 +117,7 @@ def _sections(ws: Workspace, s: Settings) -> dict[str, Callable[[], dict]]:
         "memory": lambda: memory.run(
             ws, large_size=s.large_size, large_runs=s.large_runs,
             batch_sizes=s.memory_batch_sizes, batch_side=s.memory_batch_side,
+            large_batch_items=s.large_batch_items, large_batch_sizes=s.large_batch_sizes,
             parallel=s.memory_parallel,
         ),
     }

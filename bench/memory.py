@@ -5,7 +5,10 @@
   end, and regionedit's own time on the photo with the model calls taken out;
 * ``regionedit batch`` over a folder of N photos, for a short and a long N: a batch must not
   hold on to what it has finished, so the long run's peak RSS stays within a few percent of the
-  short one's.
+  short one's;
+* ``regionedit batch`` over a folder of large photos (a third of them turned upright, as in a
+  folder of portrait and landscape shots) at several ``--batch-size``: what holding a batch's
+  images at full size costs.
 
 Peaks are the kernel's accounting of each reaped process, started through ``bench/launch.py``
 so that the benchmark's own memory is not counted in (see there).
@@ -35,6 +38,8 @@ def run(
     large_runs: int,
     batch_sizes: tuple[int, int],
     batch_side: int,
+    large_batch_items: int = 0,
+    large_batch_sizes: tuple[int, ...] = (),
     parallel: bool = False,
 ) -> dict:
     """Measure the large edit and a ``regionedit batch`` run of each length in ``batch_sizes``.
@@ -49,6 +54,13 @@ def run(
     for count in batch_sizes:
         folder = _batch_folder(ws, pool[:count])
         jobs[str(count)] = lambda folder=folder, count=count: _batch_run(ws, folder, count)
+    if large_batch_items:
+        large_set = _large_photo_set(ws, large_size, large_batch_items)
+        for size in large_batch_sizes:
+            folder = _batch_folder(ws, large_set, name=f"large-batch-{size}")
+            jobs[f"large-batch-{size}"] = lambda folder=folder, size=size: _batch_run(
+                ws, folder, large_batch_items, "--batch-size", str(size)
+            )
     if parallel:
         with ThreadPoolExecutor(max_workers=len(jobs)) as threads:
             futures = {name: threads.submit(job) for name, job in jobs.items()}
@@ -66,6 +78,11 @@ def run(
             "steps": 2,
             "runs": {str(n): done[str(n)] for n in batch_sizes},
             "growth": long / short - 1,
+        },
+        "large_batch": {
+            "items": large_batch_items,
+            "input": f"{large_size[0]}x{large_size[1]} JPEG, every third turned upright",
+            "runs": {str(size): done[f"large-batch-{size}"] for size in large_batch_sizes},
         },
     }
 
@@ -99,9 +116,27 @@ def _large_edit(ws: Workspace, image: Path, size: tuple[int, int], runs: int) ->
     }
 
 
-def _batch_folder(ws: Workspace, photos: list[Path]) -> Path:
+def _large_photo_set(ws: Workspace, size: tuple[int, int], count: int) -> list[Path]:
+    """``count`` copies of the large photo, every third one turned upright."""
+    wide = _large_photo(ws, size)
+    tall = ws.folder / "photos" / f"{wide.stem}-upright.jpg"
+    if not tall.exists():
+        with Image.open(wide) as image:
+            write_jpeg(image.transpose(Image.Transpose.ROTATE_90), tall)
+    folder = ws.folder / "photos" / f"large-set-{size[0]}x{size[1]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(count):
+        path = folder / f"large-{index:03d}.jpg"
+        if not path.exists():
+            shutil.copyfile(tall if index % 3 == 0 else wide, path)
+        paths.append(path)
+    return paths
+
+
+def _batch_folder(ws: Workspace, photos: list[Path], name: str | None = None) -> Path:
     """A fresh folder whose ``in`` holds ``photos`` (an earlier run's output would be resumed)."""
-    folder = ws.folder / "memory" / f"batch-{len(photos)}"
+    folder = ws.folder / "memory" / (name or f"batch-{len(photos)}")
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "in").mkdir(parents=True)
     for path in photos:
@@ -109,12 +144,12 @@ def _batch_folder(ws: Workspace, photos: list[Path]) -> Path:
     return folder
 
 
-def _batch_run(ws: Workspace, folder: Path, count: int) -> dict:
+def _batch_run(ws: Workspace, folder: Path, count: int, *extra: str) -> dict:
     command = [
         console_script(), "batch", str(folder / "in"), "-o", str(folder / "out"),
         "--source", SOURCE, "--target", TARGET, "--classifier", "offline",
         "--model", str(ws.sd_model), "--segment-model-path", str(ws.u2net_model),
-        "--steps", "2", "--seed", "1", "--device", "cpu",
+        "--steps", "2", "--seed", "1", "--device", "cpu", *extra,
     ]
     finished = run_process(command, env=ws.env(), scratch=folder / "log")
     finished.check(f"regionedit batch ({count} images)")

@@ -230,6 +230,11 @@ def _rows(results: dict) -> list[tuple[str, str, str]]:
                          f"{_number(run['peak_rss_mb'])} / {_number(run['seconds'])}"))
         rows.append(("memory batch", "peak RSS growth, long over short",
                      f"{memory['batch']['growth']:+.1%}"))
+        large_batch = memory.get("large_batch", {})
+        for size, run in large_batch.get("runs", {}).items():
+            rows.append((f"memory {large_batch['items']} large",
+                         f"--batch-size {size}: peak RSS MB / seconds",
+                         f"{_number(run['peak_rss_mb'])} / {_number(run['seconds'])}"))
     return rows
 
 

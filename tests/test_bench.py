@@ -100,6 +100,8 @@ def test_json_has_every_section_with_spreads(quick_run: tuple[str, dict]) -> Non
     assert set(memory["batch"]["runs"]) == {"1", "2"}
     assert all("ok" in run["summary"] for run in memory["batch"]["runs"].values())
     assert isinstance(memory["batch"]["growth"], float)
+    assert set(memory["large_batch"]["runs"]) == {"2"}
+    assert "ok" in memory["large_batch"]["runs"]["2"]["summary"]
 
     keys = [target["key"] for target in results["targets"]]
     assert len(keys) == len(set(keys)) == 9

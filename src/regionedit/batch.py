@@ -195,7 +195,7 @@ def edit_many(
     loaded and segmented up to ``prefetch`` items
     ahead of the generation. Generation takes up to ``batch_size`` images of one generation
     size and settings per model call (see :meth:`Editor.generate`; 1 gives one call per image,
-    as :meth:`Editor.edit` does), looking up to ``3 * batch_size`` items ahead for images of
+    as :meth:`Editor.edit` does), looking up to ``2 * batch_size`` items ahead for images of
     the same size, so that mixed portrait and landscape photos still fill the calls.
     Compositing runs on a thread of its own while the next images generate.
     """
@@ -243,7 +243,7 @@ def edit_many(
         # Items are taken in order but generated in groups of one generation size and settings,
         # so that a folder of portrait and landscape photos still fills each model call. At
         # most ``lookahead`` items are taken and not yet handed out.
-        lookahead = 3 * batch_size
+        lookahead = 2 * batch_size
         waiting: dict[Hashable, list[tuple[ItemResult, Any]]] = {}
         done: dict[int, Union[ItemResult, Future]] = {}  # by index, until handed out
         taken = handed = 0
