@@ -5,8 +5,8 @@
 
 The tiny test model says nothing about memory: its activations are a few megabytes. This
 builds, once, a random-weight inpainting pipeline with Stable Diffusion 1.5's dimensions from
-config (UNet 320-640-1280-1280, VAE 128-256-512-512, a 12-layer CLIP text encoder: 1.07 B
-parameters, 4.3 GB of float32 safetensors), saves it, and loads it through
+config (UNet 320-640-1280-1280, VAE 128-256-512-512, a 12-layer CLIP text encoder with the
+tests' byte-level vocabulary: 1.03 B parameters, 4.1 GB of float32 safetensors), saves it, and loads it through
 ``DiffusersInpainter`` like any model folder. Each batch size then runs in a process of its
 own: one ``inpaint_many`` call of that many images, ``--steps`` denoising steps.
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.real_size", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workspace", type=Path, default=Path("/tmp/regionedit-bench-real"),
-                        help="where the model is saved (4.3 GB; reused)")
+                        help="where the model is saved (4.1 GB; reused)")
     parser.add_argument("--batch-sizes", default="1,2,4,8")
     parser.add_argument("--side", type=int, default=512, help="generation size (default 512)")
     parser.add_argument("--steps", type=int, default=1, help="denoising steps (default 1)")
