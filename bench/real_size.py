@@ -6,8 +6,8 @@
 The tiny test model says nothing about memory: its activations are a few megabytes. This
 builds, once, a random-weight inpainting pipeline with Stable Diffusion 1.5's dimensions from
 config (UNet 320-640-1280-1280, VAE 128-256-512-512, a 12-layer CLIP text encoder with the
-tests' byte-level vocabulary: 1.03 B parameters, 4.1 GB of float32 safetensors), saves it, and loads it through
-``DiffusersInpainter`` like any model folder. Each batch size then runs in a process of its
+tests' byte-level vocabulary: 1.03 B parameters, 4.1 GB of float32 safetensors), saves it,
+and loads it through ``DiffusersInpainter`` like any model folder. Each batch size then runs in a process of its
 own: one ``inpaint_many`` call of that many images, ``--steps`` denoising steps.
 
 Reported per batch size: seconds per image, and the memory the call added on top of the loaded
