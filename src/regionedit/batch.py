@@ -192,8 +192,7 @@ def edit_many(
 
     Classification runs on up to ``llm_concurrency`` threads, each distinct (source, target)
     pair asked once, while the inpainting model loads on a thread of its own; images are
-    loaded and segmented up to ``prefetch`` items
-    ahead of the generation. Generation takes up to ``batch_size`` images of one generation
+    loaded and segmented up to ``prefetch`` items ahead of the generation. Generation takes up to ``batch_size`` images of one generation
     size and settings per model call (see :meth:`Editor.generate`; 1 gives one call per image,
     as :meth:`Editor.edit` does), looking up to ``2 * batch_size`` items ahead for images of
     the same size, so that mixed portrait and landscape photos still fill the calls.
@@ -251,7 +250,7 @@ def edit_many(
         while handed < len(batch):
             while (
                 taken < len(batch) and stopped is None and taken - handed < lookahead
-                and not any(len(group) >= batch_size for group in waiting.values())
+                and not _full_groups(waiting, batch_size)
                 # a finished result and nothing to group: hand it out before taking more
                 and (waiting or not isinstance(done.get(handed), ItemResult))
             ):
@@ -275,7 +274,7 @@ def edit_many(
             # a group that is not full goes only when no more items will come, or when the
             # look-ahead is used up and the next item to hand out is among those waiting
             if waiting and stopped is None and (
-                any(len(group) >= batch_size for group in waiting.values())
+                _full_groups(waiting, batch_size)
                 or taken == len(batch)
                 or (taken - handed >= lookahead and handed not in done)
             ):
@@ -323,13 +322,19 @@ def _prepare_generation(
     )
 
 
+def _full_groups(
+    waiting: dict[Hashable, list[tuple[ItemResult, Any]]], batch_size: int
+) -> list[Hashable]:
+    """The keys of the groups in ``waiting`` that fill a model call."""
+    return [key for key, group in waiting.items() if len(group) >= batch_size]
+
+
 def _next_group(
     waiting: dict[Hashable, list[tuple[ItemResult, Any]]], batch_size: int
 ) -> list[tuple[ItemResult, Any]]:
     """Take the next model call's items out of ``waiting``: the full group whose first item
     came first, else the group of the oldest waiting item."""
-    full = [key for key, group in waiting.items() if len(group) >= batch_size]
-    candidates = full or list(waiting)
+    candidates = _full_groups(waiting, batch_size) or list(waiting)
     key = min(candidates, key=lambda k: waiting[k][0][0].index)
     group, waiting[key] = waiting[key][:batch_size], waiting[key][batch_size:]
     if not waiting[key]:
