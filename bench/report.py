@@ -136,6 +136,7 @@ def _rows(results: dict) -> list[tuple[str, str, str]]:
                 (where, "batch sum of stages s", spread_text(batch["batch"]["sum_of_stages_s"])),
                 (where, "batch overlap (sum of stages / wall)",
                  spread_text(batch["batch"]["overlap"], "x")),
+                (where, "batch ms per item by stage", _stages(batch["batch"]["stage_ms_per_item"])),
                 (where, "batch speed-up vs naive",
                  spread_text(batch["batch_speedup_vs_naive"], "x")),
                 (where, "batch speed-up vs reused Editor",

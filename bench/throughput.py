@@ -134,6 +134,12 @@ def run(
         result["batch"].update(
             sum_of_stages_s=Spread.of(r["sum_of_stages"] for r in batches).as_dict(),
             overlap=Spread.of(r["sum_of_stages"] / r["seconds"] for r in batches).as_dict(),
+            # each stage's time per item inside the batch (generation slowed by what runs
+            # beside it: compare with generation_alone_per_item_s)
+            stage_ms_per_item={
+                stage: Spread.of(r["stage_ms_per_item"][stage] for r in batches).as_dict()
+                for stage in batches[0]["stage_ms_per_item"]
+            },
         )
         result["batch_speedup_vs_naive"] = per_round(lambda n, r, b, *_: n["seconds"] / b["seconds"])
         result["batch_speedup_vs_reused"] = per_round(lambda n, r, b, *_: r["seconds"] / b["seconds"])
@@ -178,6 +184,7 @@ def _batch(
     """Wall time of the batch, the gaps between its results and the sum of its items' stages."""
     start = last = time.perf_counter()
     gaps, stage_sum, failures = [], 0.0, []
+    per_stage: dict[str, float] = {}
     outcomes = editor.edit_many(
         work, llm_concurrency=concurrency, batch_size=batch_size, **edit_kwargs
     )
@@ -188,7 +195,10 @@ def _batch(
         if outcome.status != "ok":
             failures.append(f"{outcome.item.image.name}: {outcome.stage}: {outcome.error!r}")
         stage_sum += outcome.timings.total
+        for stage, seconds in outcome.timings.model_dump().items():
+            per_stage[stage] = per_stage.get(stage, 0.0) + seconds
     wall = time.perf_counter() - start
     if failures:
         raise RuntimeError(f"{len(failures)} batch item(s) failed, first: {failures[0]}")
-    return {"seconds": wall, "per_item": gaps, "sum_of_stages": stage_sum}
+    return {"seconds": wall, "per_item": gaps, "sum_of_stages": stage_sum,
+            "stage_ms_per_item": {k: v * 1000 / len(work) for k, v in per_stage.items()}}

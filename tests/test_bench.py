@@ -76,6 +76,9 @@ def test_json_has_every_section_with_spreads(quick_run: tuple[str, dict]) -> Non
     assert _is_spread(batch["other_batch_sizes"]["2"]["speedup_vs_naive"])
     for key in ("sum_of_stages_s", "overlap"):
         assert _is_spread(batch["batch"][key]), key
+    stages = batch["batch"]["stage_ms_per_item"]
+    assert set(stages) == {"load", "classify", "segment", "inpaint", "composite"}
+    assert all(_is_spread(spread) for spread in stages.values())
     for key in ("batch_speedup_vs_naive", "batch_speedup_vs_reused", "reused_speedup_vs_naive",
                 "reload_per_image_s"):
         assert _is_spread(batch[key]), key
