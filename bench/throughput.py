@@ -27,6 +27,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from regionedit.batch import DEFAULT_BATCH_SIZE
+
 from .llm_stage import edit_pairs, fake_llm
 from .measure import Spread
 from .workspace import Workspace, photo_set
@@ -44,7 +46,7 @@ def run(
     latency: float,
     concurrency: int,
     rounds: int,
-    batch_size: int = 8,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     other_batch_sizes: tuple[int, ...] = (),
 ) -> dict:
     """Time the three ways on ``items`` photos of ``side`` px, ``steps`` denoising steps, in
