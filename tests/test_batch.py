@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -602,12 +603,46 @@ def test_an_odd_shape_is_not_held_back_past_the_look_ahead(
     results = list(editor.edit_many(items, region="background", seed=1, steps=2, max_side=64,
                                     batch_size=2))
 
-    # the look-ahead is 2 x batch_size = 4 items: the tall photo waits for a partner that
-    # does not come only until then, and the wide ones still go two by two
-    assert calls == ["ww", "t", "ww", "ww", "ww", "w"]
+    # at most 3 x batch_size = 6 items are taken and not yet handed out: the tall photo waits
+    # for a partner that does not come only until then, and the wide ones still go two by two
+    assert calls == ["ww", "ww", "t", "ww", "ww", "w"]
     assert [r.index for r in results] == list(range(10))
     assert [r.status for r in results] == ["ok"] * 10
     assert [r.result.image.size for r in results] == [(64, 96)] + [(96, 64)] * 9
+
+
+def test_the_next_group_generates_while_the_last_one_composites(
+    editor, small_photo_path, tmp_path, monkeypatch
+):
+    paths = _photos_in_two_shapes(small_photo_path, tmp_path / "in", "twwtww")
+    items = [(path, "a cat", "a cat on a beach") for path in paths]
+    calls = _record_generation_calls(editor, monkeypatch)
+    third_call = threading.Event()
+    real_generate, real_finish = editor.generate, editor.finish
+
+    def generate(prepared: list, **kwargs: Any) -> Any:
+        if len(calls) == 2:
+            third_call.set()
+        return real_generate(prepared, **kwargs)
+
+    waited_for_it: list[bool] = []
+
+    def finish(*args: Any, **kwargs: Any) -> Any:
+        # compositing "takes" until the third model call has started, or 5 s
+        waited_for_it.append(third_call.wait(timeout=5))
+        return real_finish(*args, **kwargs)
+
+    monkeypatch.setattr(editor, "generate", generate)
+    monkeypatch.setattr(editor, "finish", finish)
+
+    results = list(editor.edit_many(items, region="background", seed=1, steps=2, max_side=64,
+                                    batch_size=2))
+
+    # the third call did not wait for the first two calls' images to be composited
+    assert calls == ["ww", "tt", "ww"]
+    assert waited_for_it == [True] * 6
+    assert [r.index for r in results] == list(range(6))
+    assert [r.status for r in results] == ["ok"] * 6
 
 
 def test_a_batch_of_cut_outs_never_loads_the_segmentation_model(
