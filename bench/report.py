@@ -222,6 +222,15 @@ def _rows(results: dict) -> list[tuple[str, str, str]]:
              f"{_number(large['peak_rss_mb'])} ({_number(large['rss_after_warmup_mb'])})"),
             (where, "regionedit own ms", spread_text(large["own_ms"])),
             (where, "own ms by stage", _stages(large["own_stage_ms"])),
+        ]
+        if "first_edit" in large:  # results from before stop 12 have no first edit apart
+            rows += [
+                (where, "first edit at this size: own ms", _number(large["first_edit"]["own_ms"])),
+                (where, "first edit: own ms by stage", " ".join(
+                    f"{name} {_number(ms)}" for name, ms in large["first_edit"]["own_stage_ms"].items()
+                )),
+            ]
+        rows += [
             (where, "segmentation model / pipeline ms",
              f"{spread_text(large['segment_model_ms'])} / "
              f"{spread_text(large['pipeline_in_edit_ms'])}"),

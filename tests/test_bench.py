@@ -100,6 +100,9 @@ def test_json_has_every_section_with_spreads(quick_run: tuple[str, dict]) -> Non
     assert large["input"].startswith("600x400")
     # measured through the launcher: the worker's own peak, not the benchmark's
     assert large["rss_after_warmup_mb"] <= large["peak_rss_mb"] <= large["process_peak_rss_mb"] + 1
+    # the first edit at the large size is reported apart from the per-image figures
+    assert large["first_edit"]["own_ms"] > 0
+    assert set(large["first_edit"]["own_stage_ms"]) == set(large["own_stage_ms"])
     assert set(memory["batch"]["runs"]) == {"1", "2"}
     assert all("ok" in run["summary"] for run in memory["batch"]["runs"].values())
     assert isinstance(memory["batch"]["growth"], float)
