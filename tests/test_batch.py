@@ -25,6 +25,7 @@ from regionedit import Editor
 from regionedit.batch import RUN_LOG, BatchOptions, plan_folder, plan_manifest, run_batch
 from regionedit.contact_sheet import LABEL_HEIGHT, PADDING
 from regionedit.errors import ClassifierError, UnidentifiedRegionError
+from regionedit.types import EditResult
 
 GOOD = ["cat.png", "cat_rot.jpg", "sub/cat_flipped.png"]
 BAD = ["corrupt.jpg", "empty.png", "fake.jpg"]
@@ -312,6 +313,45 @@ def test_manifest_rows_carry_their_own_settings_and_outputs(editor, photos, tmp_
     assert [e["line"] for e in read_log(out) if e["type"] == "item"] == [1, 2, 3, 4]
 
 
+def test_files_are_written_while_the_next_images_generate(
+    editor, small_photo_path, tmp_path, monkeypatch
+):
+    _photos_in_two_shapes(small_photo_path, tmp_path / "in", "wwww")
+    out = tmp_path / "out"
+    opts = options(out, batch_size=1, edit={"region": "background", "max_side": 64})
+    plan = plan_folder(tmp_path / "in", "a cat", "a cat on a beach", opts)
+    calls: list[int] = []
+    third_call = threading.Event()
+    real_generate, real_save = editor.generate, EditResult.save
+
+    def generate(prepared: list, **kwargs: Any) -> Any:
+        calls.append(len(prepared))
+        if len(calls) == 3:
+            third_call.set()
+        return real_generate(prepared, **kwargs)
+
+    waited_for_it: list[bool] = []
+
+    def save(self: EditResult, *args: Any, **kwargs: Any) -> Any:
+        if not waited_for_it:
+            # the first file "takes" until the third model call has started, or 5 s
+            waited_for_it.append(third_call.wait(timeout=5))
+        return real_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(editor, "generate", generate)
+    monkeypatch.setattr(EditResult, "save", save)
+
+    summary = run_batch(editor, plan, opts)
+
+    # the third call did not wait for the first image's files to be written
+    assert waited_for_it == [True]
+    assert summary.ok == 4
+    names = [f"photo-{i}" for i in range(4)]
+    assert sorted(p.name for p in out.glob("*.png")) == [f"{n}.edited.png" for n in names]
+    # the log still lists the items in input order
+    assert [e["input"] for e in read_log(out) if e["type"] == "item"] == [f"{n}.png" for n in names]
+
+
 # -- outputs -----------------------------------------------------------------------------------
 
 
@@ -505,29 +545,34 @@ def test_score_option_writes_preservation_and_seam_figures_into_sidecars(editor,
         assert scores["clip"] is None
 
 
+class _LosesItsModel:
+    """A segmenter that segments the first two images, then finds its model file gone."""
+
+    name = "flaky"
+
+    def __init__(self, segmenter: Any) -> None:
+        self.segmenter = segmenter
+        self.calls = 0
+
+    def subject_alpha(self, image: Image.Image) -> np.ndarray:
+        from regionedit.errors import ModelLoadError
+
+        self.calls += 1
+        if self.calls > 2:
+            raise ModelLoadError("the segmentation model file disappeared")
+        return self.segmenter.subject_alpha(image)
+
+    def describe(self) -> dict[str, Any]:
+        return {"segmenter": self.name}
+
+
 def test_a_model_that_fails_to_load_mid_run_still_hands_over_the_finished_items(
     rembg_segmenter, tiny_inpainter, small_photo_path
 ):
     from regionedit.errors import ModelLoadError
 
-    class LosesItsModel:
-        """Segments the first two images, then its model file is gone."""
-
-        name = "flaky"
-
-        def __init__(self) -> None:
-            self.calls = 0
-
-        def subject_alpha(self, image):
-            self.calls += 1
-            if self.calls > 2:
-                raise ModelLoadError("the segmentation model file disappeared")
-            return rembg_segmenter.subject_alpha(image)
-
-        def describe(self):
-            return {"segmenter": self.name}
-
-    editor = Editor(classifier="offline", segmenter=LosesItsModel(), inpainter=tiny_inpainter)
+    segmenter = _LosesItsModel(rembg_segmenter)
+    editor = Editor(classifier="offline", segmenter=segmenter, inpainter=tiny_inpainter)
     items = [(small_photo_path, "a cat", f"a cat on a beach {i}") for i in range(4)]
     seen = []
     with pytest.raises(ModelLoadError, match="disappeared"):
@@ -537,6 +582,28 @@ def test_a_model_that_fails_to_load_mid_run_still_hands_over_the_finished_items(
     # the first batch of two was generated before the failure: both come out, then the error
     assert [o.status for o in seen] == ["ok", "ok"]
     assert [o.index for o in seen] == [0, 1]
+
+
+def test_a_run_stopped_by_a_model_writes_and_logs_the_items_finished_before(
+    rembg_segmenter, tiny_inpainter, small_photo_path, tmp_path
+):
+    from regionedit.errors import ModelLoadError
+
+    _photos_in_two_shapes(small_photo_path, tmp_path / "in", "wwww")
+    segmenter = _LosesItsModel(rembg_segmenter)
+    editor = Editor(classifier="offline", segmenter=segmenter, inpainter=tiny_inpainter)
+    out = tmp_path / "out"
+    opts = options(out, batch_size=2, edit={"region": "background", "max_side": 64})
+    plan = plan_folder(tmp_path / "in", "a cat", "a cat on a beach", opts)
+
+    with pytest.raises(ModelLoadError, match="disappeared"):
+        run_batch(editor, plan, opts)
+
+    lines = read_log(out)
+    items = [e for e in lines if e["type"] == "item"]
+    assert [(e["input"], e["status"]) for e in items] == [("photo-0.png", "ok"), ("photo-1.png", "ok")]
+    assert sorted(p.name for p in out.glob("*.png")) == ["photo-0.edited.png", "photo-1.edited.png"]
+    assert lines[-1]["type"] == "summary" and "disappeared" in lines[-1]["stopped"]
 
 
 def _photos_in_two_shapes(small_photo_path: Path, folder: Path, shapes: str) -> list[Path]:

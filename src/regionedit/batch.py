@@ -22,6 +22,7 @@ partial file and loses no finished item; temporary files a killed run left are r
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import functools
 import hashlib
@@ -853,11 +854,29 @@ def run_batch(
         batch_size=options.batch_size,
         **options.edit,
     )
-    try:
-        for (planned, entry), outcome in zip(todo, outcomes):
-            record(_finish(planned, entry, outcome, options), outcome.timings)
+    # Files are written on threads of their own: encoding a large PNG takes seconds, and on
+    # this thread it would hold up the next model call. Lines are recorded in input order.
+    threads = _writer_threads()
+    writers = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="regionedit-write")
+    writing: collections.deque[tuple[Future, StageTimings]] = collections.deque()
+
+    def record_written(*, keep: int) -> None:
+        """Record written items in order, waiting until at most ``keep`` are unrecorded."""
+        while writing and (len(writing) > keep or writing[0][0].done()):
+            written, timings = writing[0]
+            line = written.result()
+            writing.popleft()
+            record(line, timings)
             bar.set_postfix(failed=summary.failed, refresh=False)
             bar.update()
+
+    try:
+        for (planned, entry), outcome in zip(todo, outcomes):
+            writing.append((writers.submit(_finish, planned, entry, outcome, options),
+                            outcome.timings))
+            # a written item's images are freed once it is recorded: bound what waits
+            record_written(keep=2 * threads)
+        record_written(keep=0)
     except ModelLoadError as exc:
         summary.stopped = f"{type(exc).__name__}: {exc}"
         raise
@@ -866,11 +885,22 @@ def run_batch(
         raise
     finally:
         outcomes.close()
+        # Writes already started finish (each is atomic) and are recorded; after an
+        # interruption the others are dropped, and the next run redoes those items.
+        writers.shutdown(wait=True, cancel_futures=summary.stopped == "interrupted")
+        for written, timings in writing:
+            if not written.cancelled() and written.exception() is None:
+                record(written.result(), timings)
         bar.close()
         summary.seconds = {"total": time.perf_counter() - started, **totals.model_dump()}
         summary.finished_at = _now()
         journal.append(summary.model_dump())
     return summary
+
+
+def _writer_threads() -> int:
+    """Threads that write a batch's files: the cores left beside the model call's, up to 4."""
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
 
 
 def _now() -> str:
