@@ -236,3 +236,39 @@ def test_clip_errors_give_advice(photo, box_mask, tmp_path: Path) -> None:
         score(photo, photo, box_mask, target="a beach", clip_model=str(tmp_path / "missing"))
     with pytest.raises(DescriptionError, match="empty"):
         score(photo, photo, box_mask, target="  ", clip_model=str(tmp_path))
+
+
+def test_clip_loads_once_when_threads_score_at_the_same_time(
+    photo, box_mask, tiny_clip_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    import threading
+    import time
+
+    import transformers
+
+    model = shutil.copytree(tiny_clip_path, tmp_path / "clip")  # a model no test loaded yet
+    loads = []
+    real = transformers.CLIPModel.from_pretrained.__func__
+
+    def slow_load(cls, *args, **kwargs):
+        loads.append(args[0])
+        time.sleep(0.3)  # long enough for the other threads to ask meanwhile
+        return real(cls, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.CLIPModel, "from_pretrained", classmethod(slow_load))
+    edited = photo.copy()
+    edited[box_mask > 0] = 255 - edited[box_mask > 0]
+    reports: list = []
+
+    def one() -> None:
+        reports.append(score(photo, edited, box_mask, target="a beach", clip_model=str(model)))
+
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(loads) == 1
+    assert len(reports) == 3 and reports[0].clip == reports[1].clip == reports[2].clip

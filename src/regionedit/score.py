@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -342,6 +343,11 @@ def _load_region(mask: ImageLike) -> np.ndarray:
 # -- CLIP -----------------------------------------------------------------------------------
 
 
+# ``regionedit batch`` scores on several writing threads: the first ones must not each load
+# the model (lru_cache does not hold back a second caller while the first one loads)
+_clip_lock = threading.Lock()
+
+
 @functools.lru_cache(maxsize=2)
 def _load_clip(model: str) -> tuple[Any, Any]:
     """The CLIP model and processor for ``model``, loaded once per process."""
@@ -370,7 +376,8 @@ def _load_clip(model: str) -> tuple[Any, Any]:
 def _clip_scores(model: str, target: str, rgb: np.ndarray, region: np.ndarray) -> ClipScores:
     import torch
 
-    clip, processor = _load_clip(model)
+    with _clip_lock:
+        clip, processor = _load_clip(model)
     images = [Image.fromarray(rgb)]
     box = masks.crop_box(region, padding=0)
     if box is not None:
