@@ -899,8 +899,8 @@ def run_batch(
 
 
 def _writer_threads() -> int:
-    """Threads that write a batch's files: the cores left beside the model call's, up to 4."""
-    return max(1, min(4, (os.cpu_count() or 1) - 1))
+    """Threads that write a batch's files: one per core, up to 4 (encoders release the GIL)."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _now() -> str:
