@@ -203,6 +203,10 @@ def closed_port_url() -> str:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog is 5: of eight clients connecting at once, one now and
+    # then found it full and retried a second later (TCP's first SYN retransmission), as no
+    # real API server makes them
+    request_queue_size = 64
     fake: FakeOpenAIServer
 
 
