@@ -18,18 +18,28 @@ SPREAD_KEYS = {"median", "min", "max", "n"}
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
-    """(printed output, parsed JSON) of one ``python -m bench --quick`` run."""
-    folder = tmp_path_factory.mktemp("bench")
-    output = folder / "quick.json"
+def bench_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder whose ``workspace`` (models and photos) the bench commands here share."""
+    return tmp_path_factory.mktemp("bench")
+
+
+def _run_bench(module: str, *args: str, folder: Path) -> str:
+    """What ``python -m <module> ... --workspace <folder>/workspace`` printed; it must succeed."""
     env = {k: v for k, v in os.environ.items() if k != "U2NET_HOME"}
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--output", str(output),
-         "--workspace", str(folder / "workspace")],
+        [sys.executable, "-m", module, *args, "--workspace", str(folder / "workspace")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
-    return done.stdout, json.loads(output.read_text())
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def quick_run(bench_folder: Path) -> tuple[str, dict]:
+    """(printed output, parsed JSON) of one ``python -m bench --quick`` run."""
+    output = bench_folder / "quick.json"
+    printed = _run_bench("bench", "--quick", "--output", str(output), folder=bench_folder)
+    return printed, json.loads(output.read_text())
 
 
 def _is_spread(value: object) -> bool:
@@ -114,3 +124,24 @@ def test_json_has_every_section_with_spreads(quick_run: tuple[str, dict]) -> Non
     # quick mode measures no 512 px or 24 MP figure, so those targets are left unjudged
     judged = {t["key"]: t["met"] for t in results["targets"]}
     assert judged["own_ms_512"] is None and judged["own_ms_24mp"] is None
+
+
+def test_timeline_prints_the_batch_s_events_in_order(quick_run: tuple[str, dict], bench_folder: Path) -> None:
+    # after the quick run, so that its models and photos are there already
+    printed = _run_bench(
+        "bench.timeline", "--items", "4", "--pairs", "2", "--batch-size", "2", "--rounds", "1",
+        folder=bench_folder,
+    )
+    lines = printed.splitlines()
+    assert lines[0].startswith("round 1: ") and lines[0].endswith(" s")
+    assert lines[1].startswith("  LLM answers (2): ")  # each distinct pair asked once
+    events = [line.split(None, 1) for line in lines[2:-1]]
+    times = [float(at) for at, _ in events]
+    assert times == sorted(times)
+    what = [event for _, event in events]
+    assert what[:2] == ["inpainting model load", "inpainting model load done"]
+    calls = [event for event in what if event.startswith("model call") and event.endswith("in")]
+    sizes = [int(call.split()[2]) for call in calls]  # "model call: N image(s), ..."
+    assert sum(sizes) == 4 and max(sizes) <= 2
+    assert what[-1] == "result 4 of 4 out"
+    assert lines[-1].startswith("  ms per item by stage: load ")
