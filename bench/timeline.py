@@ -7,7 +7,7 @@ Runs ``Editor.edit_many`` as the batch section does (50 photos of 320 px in two 
 distinct pairs, the fake LLM at 300 ms, 4 steps, tiny models, one torch thread, a fresh
 ``Editor`` and an empty classifier cache per round, after one unmeasured edit), and prints,
 in seconds from the call, when the inpainting model finished loading, when each LLM answer
-came, when each model call started and ended (with its images and generation size), and when
+came, when each model call started and ended (with its images and their input size), and when
 the first and the last result came out. Then the wall time, and each stage's ms per item.
 
 The times come from wrappers put on the editor's own objects (its inpainter's ``load`` and

@@ -126,7 +126,9 @@ def test_json_has_every_section_with_spreads(quick_run: tuple[str, dict]) -> Non
     assert judged["own_ms_512"] is None and judged["own_ms_24mp"] is None
 
 
-def test_timeline_prints_the_batch_s_events_in_order(quick_run: tuple[str, dict], bench_folder: Path) -> None:
+def test_timeline_prints_the_batch_s_events_in_order(
+    quick_run: tuple[str, dict], bench_folder: Path
+) -> None:
     # after the quick run, so that its models and photos are there already
     printed = _run_bench(
         "bench.timeline", "--items", "4", "--pairs", "2", "--batch-size", "2", "--rounds", "1",
@@ -139,8 +141,10 @@ def test_timeline_prints_the_batch_s_events_in_order(quick_run: tuple[str, dict]
     times = [float(at) for at, _ in events]
     assert times == sorted(times)
     what = [event for _, event in events]
-    assert what[:2] == ["inpainting model load", "inpainting model load done"]
+    assert what[0] == "inpainting model load"
     calls = [event for event in what if event.startswith("model call") and event.endswith("in")]
+    # a call may be noted while the model still loads, but it can only end after that
+    assert what.index("inpainting model load done") < what.index(f"{calls[0]} done")
     sizes = [int(call.split()[2]) for call in calls]  # "model call: N image(s), ..."
     assert sum(sizes) == 4 and max(sizes) <= 2
     assert what[-1] == "result 4 of 4 out"
