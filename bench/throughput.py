@@ -54,45 +54,35 @@ def run(
     from regionedit.classify import clear_cache
     from regionedit.editor import Editor
 
-    photos = photo_set(ws.folder / "photos" / f"set-{side}", items, side)
-    pairs = edit_pairs(distinct_pairs, 0)
-    work = [(path, *pairs[i % distinct_pairs]) for i, path in enumerate(photos)]
+    work = batch_work(ws, items, distinct_pairs, side)
     edit_kwargs = dict(seed=SEED, steps=steps)
 
-    def new_editor() -> Any:
-        return Editor(
-            classifier="llm",
-            segment_model_path=str(ws.u2net_model),
-            inpaint_model=str(ws.sd_model),
-            device="cpu",
-        )
-
     def naive() -> dict:
-        return _one_by_one(lambda item: new_editor().edit(*item, **edit_kwargs), work)
+        return _one_by_one(lambda item: llm_editor(ws).edit(*item, **edit_kwargs), work)
 
     def reused() -> dict:
-        editor = new_editor()
+        editor = llm_editor(ws)
         return _one_by_one(lambda item: editor.edit(*item, **edit_kwargs), work)
 
     def batch() -> dict:
-        return _batch(new_editor(), work, edit_kwargs, concurrency, batch_size)
+        return time_batch(llm_editor(ws), work, edit_kwargs, concurrency, batch_size)
 
     modes = {"naive": naive, "reused_editor": reused}
     if hasattr(Editor, "edit_many"):
         modes["batch"] = batch
         for size in other_batch_sizes:
             modes[f"batch_size_{size}"] = (
-                lambda size=size: _batch(new_editor(), work, edit_kwargs, concurrency, size)
+                lambda size=size: time_batch(llm_editor(ws), work, edit_kwargs, concurrency, size)
             )
     measured: dict[str, list[dict]] = {name: [] for name in modes}
     with fake_llm(latency):
         # one-time costs (imports, the classifier's prompt) are nobody's: pay them unmeasured
-        new_editor().edit(*work[0], **edit_kwargs)
+        llm_editor(ws).edit(*work[0], **edit_kwargs)
         for _ in range(rounds):
             for name, mode in modes.items():
                 clear_cache()  # every run asks the LLM itself
                 measured[name].append(mode())
-        alone = _generation_alone(new_editor(), work[: 2 * batch_size], edit_kwargs, batch_size)
+        alone = _generation_alone(llm_editor(ws), work[: 2 * batch_size], edit_kwargs, batch_size)
 
     result: dict[str, Any] = {
         "what": "edit N photos: fresh Editor per image vs one Editor vs Editor.edit_many",
@@ -151,6 +141,27 @@ def run(
     return result
 
 
+def batch_work(ws: Workspace, items: int, distinct_pairs: int, side: int) -> list[tuple]:
+    """The section's items, (photo, source, target): ``items`` photos of ``side`` px in two
+    shapes, with ``distinct_pairs`` (source, target) pairs in turn."""
+    photos = photo_set(ws.folder / "photos" / f"set-{side}", items, side)
+    pairs = edit_pairs(distinct_pairs, 0)
+    return [(path, *pairs[i % distinct_pairs]) for i, path in enumerate(photos)]
+
+
+def llm_editor(ws: Workspace) -> Any:
+    """A fresh ``Editor`` as the section builds one: the LLM classifier (the fake server's
+    address comes from the environment) and the tiny models, on CPU."""
+    from regionedit.editor import Editor
+
+    return Editor(
+        classifier="llm",
+        segment_model_path=str(ws.u2net_model),
+        inpaint_model=str(ws.sd_model),
+        device="cpu",
+    )
+
+
 def _generation_alone(editor: Any, work: list[tuple], edit_kwargs: dict, batch_size: int) -> dict:
     """Seconds per image of the pipeline calls alone (prepared items, nothing else running),
     ``batch_size`` images per call and one per call; 3 repeats each after a warm-up."""
@@ -180,7 +191,7 @@ def _one_by_one(edit_one: Any, work: list[tuple]) -> dict:
     return {"seconds": time.perf_counter() - start, "per_item": per_item}
 
 
-def _batch(
+def time_batch(
     editor: Any, work: list[tuple], edit_kwargs: dict, concurrency: int, batch_size: int
 ) -> dict:
     """Wall time of the batch, the gaps between its results and the sum of its items' stages."""

@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .llm_stage import edit_pairs, fake_llm
-from .workspace import build_workspace, photo_set
+from .llm_stage import fake_llm
+from .throughput import SEED, batch_work, llm_editor, time_batch
+from .workspace import build_workspace
 
 
 class Recorder:
@@ -93,54 +94,38 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from regionedit.classify import clear_cache
-    from regionedit.editor import Editor
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="regionedit-timeline-") as scratch:
         ws = build_workspace(args.workspace or Path(scratch))
-        photos = photo_set(ws.folder / "photos" / "set-320", args.items, 320)
-        pairs = edit_pairs(args.pairs, 0)
-        work = [(path, *pairs[i % args.pairs]) for i, path in enumerate(photos)]
-        edit_kwargs = dict(seed=99, steps=4)
-
-        def new_editor() -> Any:
-            return Editor(
-                classifier="llm", segment_model_path=str(ws.u2net_model),
-                inpaint_model=str(ws.sd_model), device="cpu",
-            )
-
+        work = batch_work(ws, args.items, args.pairs, 320)
+        edit_kwargs = dict(seed=SEED, steps=4)
         with fake_llm(0.3):
-            new_editor().edit(*work[0], **edit_kwargs)  # one-time costs, unmeasured
+            llm_editor(ws).edit(*work[0], **edit_kwargs)  # one-time costs, unmeasured
             for round_number in range(1, args.rounds + 1):
                 clear_cache()
-                editor, recorder = new_editor(), Recorder()
+                editor, recorder = llm_editor(ws), Recorder()
                 instrument(editor, recorder)
-                stages: dict[str, float] = {}
                 recorder.start()
-                outcomes = editor.edit_many(
-                    work, llm_concurrency=args.llm_concurrency, batch_size=args.batch_size,
-                    **edit_kwargs,
-                )
-                for count, outcome in enumerate(outcomes, 1):
-                    if count in (1, len(work)):
-                        recorder.note(f"result {count} of {len(work)} out")
-                    for stage, seconds in outcome.timings.model_dump().items():
-                        stages[stage] = stages.get(stage, 0.0) + seconds
-                _print_round(round_number, recorder.events, stages, len(work))
+                run = time_batch(editor, work, edit_kwargs, args.llm_concurrency, args.batch_size)
+                # the gaps between results, from the call: the first and the last result
+                first, last = run["per_item"][0], sum(run["per_item"])
+                events = sorted([*recorder.events, (first, f"result 1 of {len(work)} out"),
+                                 (last, f"result {len(work)} of {len(work)} out")])
+                _print_round(round_number, run["seconds"], events, run["stage_ms_per_item"])
     return 0
 
 
 def _print_round(
-    number: int, events: list[tuple[float, str]], stages: dict[str, float], items: int
+    number: int, wall: float, events: list[tuple[float, str]], stage_ms: dict[str, float]
 ) -> None:
     answers = [at for at, what in events if what == "LLM request done"]
-    wall = events[-1][0]
     print(f"round {number}: {wall:.2f} s")
     print(f"  LLM answers ({len(answers)}): " + ", ".join(f"{at:.2f}" for at in answers))
     for at, what in events:
         if not what.startswith("LLM request"):
             print(f"  {at:6.2f}  {what}")
-    per_item = ", ".join(f"{stage} {seconds * 1000 / items:.0f}" for stage, seconds in stages.items())
+    per_item = ", ".join(f"{stage} {ms:.0f}" for stage, ms in stage_ms.items())
     print(f"  ms per item by stage: {per_item}")
 
 
