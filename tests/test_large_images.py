@@ -130,6 +130,25 @@ def test_work_side_is_checked():
 # -- the pure pieces ---------------------------------------------------------------------------
 
 
+def test_working_copy_is_an_area_average_whole_or_in_halves(astronaut_path):
+    import cv2
+
+    from regionedit.imageio import shrink
+
+    rng = np.random.default_rng(3)
+    # over 4 megapixels, so the whole-factor step runs in two halves; neither side divides
+    noise = Image.fromarray(rng.integers(0, 256, (1999, 2501, 3), dtype=np.uint8))
+    small = shrink(noise, 1000)
+    assert small.size == (1000, 799) and small.mode == "RGB"
+    whole = cv2.resize(np.asarray(noise.reduce(2)), (1000, 799), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(np.asarray(small), whole)
+    # on a photo it is LANCZOS within a level on average
+    big = Image.open(astronaut_path).convert("RGB").resize((2100, 2100), Image.Resampling.BICUBIC)
+    lanczos = big.resize((700, 700), Image.Resampling.LANCZOS)
+    assert np.abs(_rgb(shrink(big, 700)) - _rgb(lanczos)).mean() < 1.0
+    assert shrink(big, 4000) is big
+
+
 def test_blend_at_one_size_is_pillows_composite():
     rng = np.random.default_rng(0)
     original, generated = (Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)) for _ in "ab")

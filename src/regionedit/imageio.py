@@ -40,6 +40,9 @@ __all__ = [
     "MAX_PIXELS_ENV",
 ]
 
+# Above this many pixels, shrink's whole-factor reduction runs in two halves on two threads.
+_REDUCE_SPLIT_PIXELS = 4_000_000
+
 logger = logging.getLogger("regionedit")
 
 #: images smaller than this on either side are refused: no segmenter or generator works there
@@ -409,18 +412,47 @@ def restore_mode(rgb: Image.Image, loaded: LoadedImage, *, copy: bool = True) ->
 
 
 def shrink(image: Image.Image, long_side: int) -> Image.Image:
-    """``image`` scaled down so that its longer side is ``long_side`` px (itself if it is no
-    larger), aspect ratio kept.
+    """``image`` (RGB or L) scaled down so that its longer side is ``long_side`` px (itself if
+    it is no larger), aspect ratio kept.
 
-    Box-averages by a whole factor first, then LANCZOS over the last less-than-2x: ~10x faster
-    than LANCZOS alone on a 24 MP photo, and as free of aliasing.
+    Box-averages by the largest whole factor first, then takes OpenCV's area average over the
+    last less-than-2x: as free of aliasing as LANCZOS and a few times faster. At 24 megapixels
+    the whole-factor step is most of the work; it runs on two halves of the image at once.
     """
     width, height = image.size
     scale = long_side / max(width, height)
     if scale >= 1:
         return image
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=1.0)
+    reduced = _reduce(image, (max(1, width // size[0]), max(1, height // size[1])))
+    if reduced.size == size:
+        return reduced
+    import cv2  # only photos larger than the working size get here
+
+    return Image.fromarray(cv2.resize(np.asarray(reduced), size, interpolation=cv2.INTER_AREA))
+
+
+def _reduce(image: Image.Image, factors: tuple[int, int]) -> Image.Image:
+    """``image.reduce(factors)``, the top and bottom halves on two threads when the image is
+    large (Pillow releases the GIL while it averages). Each output pixel averages the same
+    block either way, as the halves meet on a multiple of the row factor."""
+    fx, fy = factors
+    if fx == fy == 1:
+        return image
+    width, height = image.size
+    blocks = -(-height // fy)
+    if width * height < _REDUCE_SPLIT_PIXELS or blocks < 2:
+        return image.reduce(factors)
+    from concurrent.futures import ThreadPoolExecutor
+
+    middle = (blocks // 2) * fy
+    boxes = [(0, 0, width, middle), (0, middle, width, height)]
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="regionedit-reduce") as pool:
+        top, bottom = pool.map(lambda box: image.reduce(factors, box=box), boxes)
+    out = Image.new(image.mode, (top.width, top.height + bottom.height))
+    out.paste(top, (0, 0))
+    out.paste(bottom, (0, top.height))
+    return out
 
 
 def _icc_fits(profile: bytes, mode: str) -> bool:
