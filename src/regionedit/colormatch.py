@@ -213,7 +213,7 @@ def match_colors(
 
     # what is returned whenever no correction can be made
     result = original.copy()
-    np.copyto(result, generated, where=region[..., None])
+    _copy_where(result, generated, region)
     if not region.any():
         return result
     if region.all():
@@ -269,9 +269,12 @@ def _cast_samples(
     ring = (distance > gap) & (distance <= reach)
     # Means, spreads and medians are settled long before the ring's tens of thousands of
     # pixels: an evenly spaced sample of them costs a fraction of the Lab conversions.
-    stride = max(1, int(np.count_nonzero(ring)) // _MAX_CAST_SAMPLES)
-    generated_ring = srgb_to_lab(generated[window][ring][::stride])
-    original_ring = srgb_to_lab(original[window][ring][::stride])
+    rows, cols = np.nonzero(ring)
+    stride = max(1, len(rows) // _MAX_CAST_SAMPLES)
+    # indexing with the sampled positions, not the whole ring, gathers only the sample
+    picked = rows[::stride] + top, cols[::stride] + left
+    generated_ring = srgb_to_lab(generated[picked])
+    original_ring = srgb_to_lab(original[picked])
     same = _same_content(generated_ring, original_ring)
     if same.sum() < max(_MIN_CAST_PIXELS, 0.5 * len(same)):
         log.info(
@@ -338,7 +341,18 @@ def _apply_reinhard(
     table = _lab_to_unit_srgb(srgb_to_lab(grid) * gain + offset, clip=False)
     lut = ImageFilter.Color3DLUT(_LUT_SIZE, table.astype(np.float32))
     mapped = np.asarray(Image.fromarray(result).filter(lut))
-    np.copyto(result, mapped, where=region[..., None])
+    _copy_where(result, mapped, region)
+
+
+def _copy_where(dst: np.ndarray, src: np.ndarray, region: np.ndarray) -> None:
+    """``dst[region] = src[region]`` for HxWx3 uint8 images, in place. OpenCV's masked copy:
+    ~0.2 ms a megapixel, where ``np.copyto(..., where=region[..., None])`` took ~15 ms."""
+    if dst.strides[1:] != (dst.shape[2], 1):  # OpenCV writes only into packed pixel rows
+        np.copyto(dst, src, where=region[..., None])
+        return
+    import cv2
+
+    cv2.copyTo(src, np.ascontiguousarray(region).view(np.uint8), dst)
 
 
 def _match_histograms(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
