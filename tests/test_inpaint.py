@@ -337,6 +337,19 @@ def test_loading_from_two_threads_at_once_loads_once(tiny_sd_path, monkeypatch):
     assert len(calls) == 1
 
 
+def test_separate_inpainters_load_in_threads_at_once(tiny_sd_path, tiny_inpainter):
+    # e.g. a server with an Editor per worker thread: unserialised, from_pretrained's
+    # process-wide meta-device patching left some of these models without weights
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = _run(tiny_inpainter, seed=4)
+    inpainters = [DiffusersInpainter(tiny_sd_path, device="cpu") for _ in range(6)]
+    with ThreadPoolExecutor(max_workers=3) as threads:
+        outputs = list(threads.map(lambda inpainter: _run(inpainter, seed=4), inpainters))
+    for output in outputs:
+        assert np.array_equal(output, expected)
+
+
 def test_inpaint_many_refuses_a_batch_size_below_one(tiny_inpainter):
     with pytest.raises(ValueError, match="batch_size"):
         tiny_inpainter.inpaint_many([], batch_size=0)

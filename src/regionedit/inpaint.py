@@ -53,6 +53,13 @@ SIZE_MULTIPLE = 8
 
 _DTYPE_NAMES = ("float16", "bfloat16", "float32")
 
+#: Held while any torch model of regionedit's is imported and loaded. Two loads at once in two
+#: threads break each other: diffusers' lazy module can hand a half-imported module to the
+#: second thread (ImportError), and ``from_pretrained`` builds modules on the "meta" device by
+#: patching torch for the whole process while it runs, so a model loading beside it can come
+#: out without weights ("Cannot copy out of meta tensor").
+TORCH_LOAD_LOCK = threading.Lock()
+
 
 @runtime_checkable
 class Inpainter(Protocol):
@@ -263,7 +270,8 @@ class DiffusersInpainter:
             return self._pipe
         with self._load_lock:
             if self._pipe is None:
-                self._pipe = self._load()
+                with TORCH_LOAD_LOCK:
+                    self._pipe = self._load()
             return self._pipe
 
     def _load(self) -> Any:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -343,10 +342,6 @@ def _load_region(mask: ImageLike) -> np.ndarray:
 # -- CLIP -----------------------------------------------------------------------------------
 
 
-# ``regionedit batch`` scores on several writing threads: the first ones must not each load
-# the model (lru_cache does not hold back a second caller while the first one loads)
-_clip_lock = threading.Lock()
-
 
 @functools.lru_cache(maxsize=2)
 def _load_clip(model: str) -> tuple[Any, Any]:
@@ -376,7 +371,12 @@ def _load_clip(model: str) -> tuple[Any, Any]:
 def _clip_scores(model: str, target: str, rgb: np.ndarray, region: np.ndarray) -> ClipScores:
     import torch
 
-    with _clip_lock:
+    from .inpaint import TORCH_LOAD_LOCK
+
+    # ``regionedit batch`` scores on several writing threads: the first ones must not each load
+    # the model (lru_cache does not hold back a second caller while the first one loads), nor
+    # load it while another torch model loads
+    with TORCH_LOAD_LOCK:
         clip, processor = _load_clip(model)
     images = [Image.fromarray(rgb)]
     box = masks.crop_box(region, padding=0)
