@@ -193,6 +193,8 @@ def test_key_or_model_refused_is_a_model_load_error(
     assert len(edits.requests_to(EDITS)) == 1
     assert FAKE_API_KEY not in str(caught.value)
     assert f"HTTP {status}" in str(caught.value)
+    if status == 404:  # e.g. a retired model: the message says where to choose another
+        assert "--model or Editor(inpaint_model=...)" in str(caught.value)
 
 
 def test_refused_edit_is_an_inpaint_error_and_not_retried(edits: FakeOpenAIServer) -> None:

@@ -328,11 +328,19 @@ def _cause(exc: BaseException | None) -> str:
 
 
 def explain_failure(
-    exc: openai.OpenAIError, attempts: int, endpoint: Endpoint, *, model: str, what: str
+    exc: openai.OpenAIError,
+    attempts: int,
+    endpoint: Endpoint,
+    *,
+    model: str,
+    what: str,
+    model_setting: str,
 ) -> str:
     """A redacted one-line message: what failed, after how many attempts, what to check.
 
-    ``what`` names the call for the user ("the LLM region classifier", "the image edit").
+    ``what`` names the call for the user ("the LLM region classifier", "the image edit");
+    ``model_setting`` where the user chooses the model ("--llm-model or ..."), named when the
+    server does not know the model: OpenAI retires models, and a default can be one of them.
     """
     import openai
 
@@ -346,13 +354,17 @@ def explain_failure(
         advice = f"check that the key may use model {model!r} (project and organisation access)"
     elif status == 404:
         advice = (
-            f"check the model name {model!r} and the base URL {endpoint.display_url} "
+            f"check the model name {model!r}, which may be misspelt or retired (choose another "
+            f"with {model_setting}), and the base URL {endpoint.display_url} "
             "(OpenAI-compatible servers usually end in /v1)"
         )
     elif status == 429 and not is_transient(exc):
         advice = "the account's quota is used up: check the plan and billing of the key"
     elif status is not None and not is_transient(exc):
-        advice = f"check the model name {model!r} and that the server supports this request"
+        advice = (
+            f"check the model name {model!r} (choose another with {model_setting}) and that "
+            "the server supports this request"
+        )
     else:
         advice = (
             f"check that the server at {endpoint.display_url} is running and reachable, then retry"

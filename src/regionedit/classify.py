@@ -253,6 +253,7 @@ class LLMClassifier:
                     self._endpoint,
                     model=self.model,
                     what=f"The LLM region classifier ({self.model})",
+                    model_setting="--llm-model, REGIONEDIT_LLM_MODEL or Editor(llm_model=...)",
                 )
                 raise ClassifierError(
                     f"{message} Or {_SKIP_THE_LLM}.", attempts=sent

@@ -204,6 +204,7 @@ class OpenAIImageInpainter:
             self._endpoint,
             model=self.model,
             what=f"The image edit ({self.model})",
+            model_setting="--model or Editor(inpaint_model=...)",
         )
         status = getattr(failure.cause, "status_code", None)
         cls = ModelLoadError if status in (401, 403, 404) else InpaintError
