@@ -213,8 +213,12 @@ def test_connection_refused_is_a_classifier_error(monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.parametrize(
     ("status", "advice"),
-    [(401, "OPENAI_API_KEY"), (403, "may use model"), (404, "retired (choose another with --llm-model"),
-     (400, "model name")],
+    [
+        (401, "OPENAI_API_KEY"),
+        (403, "may use model"),
+        (404, "retired (choose another with --llm-model"),
+        (400, "model name"),
+    ],
 )
 def test_client_errors_are_not_retried(llm_env: FakeOpenAIServer, status: int, advice: str) -> None:
     llm_env.enqueue(FakeResponse.error(status, "refused", type_="invalid_request_error"))
