@@ -271,16 +271,28 @@ def blend(
 
     width, height = out.size
     # RGBA so that Pillow can use the upscaled pixels where they are (RGB is 4 bytes a pixel
-    # inside Pillow); the alpha channel is never read, the weight is the mask
+    # inside Pillow); the alpha channel is never read, the weight is the mask. One spare row
+    # below each, so that any run of columns of any band can be handed to Pillow where it lies
+    # (its last row's stride reaches past the image) instead of as a cropped copy.
     pixels = cv2.cvtColor(np.asarray(generated.convert("RGB")), cv2.COLOR_RGB2RGBA)
-    big = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_CUBIC)
+    big = np.empty((height + 1, width, 4), dtype=np.uint8)
+    cv2.resize(pixels, (width, height), dst=big[:height], interpolation=cv2.INTER_CUBIC)
     levels = np.asarray(weight)
-    big_weight = cv2.resize(levels, (width, height), interpolation=cv2.INTER_LINEAR)
+    big_weight = np.empty((height + 1, width), dtype=np.uint8)
+    cv2.resize(levels, (width, height), dst=big_weight[:height], interpolation=cv2.INTER_LINEAR)
+    flat_pixels, flat_weight = big.reshape(-1), big_weight.reshape(-1)
     row_scale = generated.height / height
     # per output column, the small columns it is interpolated from (and a pixel more)
     first_col, last_col = _footprint(
         np.arange(width), np.arange(1, width + 1), generated.width / width, levels.shape[1]
     )
+
+    def upscaled(left: int, top: int, right: int, bottom: int, *, mode: str) -> Image.Image:
+        """The box of the upscaled pixels ("RGBA") or weights ("L"), without copying."""
+        start, size = top * width + left, (right - left, bottom - top)
+        if mode == "L":
+            return Image.frombuffer("L", size, flat_weight[start:], "raw", "L", width, 1)
+        return Image.frombuffer("RGBA", size, flat_pixels[4 * start:], "raw", "RGBA", 4 * width, 1)
 
     def one_band(top: int) -> None:
         bottom = min(height, top + _BLEND_BAND)
@@ -288,20 +300,17 @@ def blend(
         near = levels[slice(*_footprint(top, bottom, row_scale, levels.shape[0]))]
         if not near.any():
             return  # weight 0 throughout: the original stays
-        size = (width, bottom - top)
-        band = Image.frombuffer("RGBA", size, big[top:bottom], "raw", "RGBA", 0, 1)
         if near.min() == 255:
-            out.paste(band, (0, top))  # weight 255 throughout: no blending
+            out.paste(upscaled(0, top, width, bottom, mode="RGBA"), (0, top))  # no blending
             return
-        band_weight = Image.frombuffer("L", size, big_weight[top:bottom], "raw", "L", 0, 1)
         # Pillow blends every pixel it pastes through a mask, even at 0 and 255: blend only
         # the runs of columns that need it, copy the all-255 ones, skip the all-0 ones
         for left, right, kind in _column_runs(near, first_col, last_col):
-            box = (left, 0, right, bottom - top)
+            box = (left, top, right, bottom)
             if kind == _MIXED:
-                out.paste(band.crop(box), (left, top), band_weight.crop(box))
+                out.paste(upscaled(*box, mode="RGBA"), box[:2], upscaled(*box, mode="L"))
             elif kind == _FULL:
-                out.paste(band.crop(box), (left, top))
+                out.paste(upscaled(*box, mode="RGBA"), box[:2])
 
     tops = range(0, height, _BLEND_BAND)
     if threads <= 1:
