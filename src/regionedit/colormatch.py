@@ -345,8 +345,8 @@ def _apply_reinhard(
 
 
 def _copy_where(dst: np.ndarray, src: np.ndarray, region: np.ndarray) -> None:
-    """``dst[region] = src[region]`` for HxWx3 uint8 images, in place. OpenCV's masked copy:
-    ~0.2 ms a megapixel, where ``np.copyto(..., where=region[..., None])`` took ~15 ms."""
+    """``dst[region] = src[region]`` for HxWx3 uint8 images, in place. OpenCV's masked copy
+    takes ~0.2 ms at 1024x683, where ``np.copyto(..., where=region[..., None])`` took ~15."""
     if dst.strides[1:] != (dst.shape[2], 1):  # OpenCV writes only into packed pixel rows
         np.copyto(dst, src, where=region[..., None])
         return

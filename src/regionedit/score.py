@@ -342,7 +342,6 @@ def _load_region(mask: ImageLike) -> np.ndarray:
 # -- CLIP -----------------------------------------------------------------------------------
 
 
-
 @functools.lru_cache(maxsize=2)
 def _load_clip(model: str) -> tuple[Any, Any]:
     """The CLIP model and processor for ``model``, loaded once per process."""
