@@ -25,6 +25,7 @@ from ._openai_api import (
     explain_failure,
 )
 from .errors import ClassifierError, DescriptionError
+from .models import DEFAULT_LLM_MODEL
 from .prompts import Prompt, load_prompt
 from .types import Classification, Label
 
@@ -45,7 +46,6 @@ __all__ = [
 
 logger = logging.getLogger("regionedit")
 
-DEFAULT_LLM_MODEL = "gpt-4o-mini"
 #: longer descriptions are cut here: a caption never needs more, and it bounds the request cost
 MAX_DESCRIPTION_CHARS = 1000
 _MAX_REASON_CHARS = 300

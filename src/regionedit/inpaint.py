@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import InpaintError, ModelLoadError
+from .models import DEFAULT_INPAINT_MODEL
 
 __all__ = [
     "DEFAULT_INPAINT_MODEL",
@@ -45,8 +46,6 @@ __all__ = [
 
 logger = logging.getLogger("regionedit")
 
-#: Stable Diffusion 1.5 inpainting: 512 px native, runs on consumer GPUs, permissive licence.
-DEFAULT_INPAINT_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
 
 #: Generation sizes are rounded to this: the VAE works on 8x8 pixel blocks.
 SIZE_MULTIPLE = 8

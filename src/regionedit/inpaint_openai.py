@@ -26,6 +26,7 @@ from ._openai_api import (
     explain_failure,
 )
 from .errors import InpaintError, ModelLoadError
+from .models import DEFAULT_IMAGE_EDIT_MODEL
 
 if TYPE_CHECKING:  # pragma: no cover
     import openai
@@ -34,8 +35,7 @@ __all__ = ["DEFAULT_IMAGE_MODEL", "OpenAIImageInpainter", "endpoint_size"]
 
 logger = logging.getLogger("regionedit")
 
-#: gpt-image-1 is shut down (openai SDK notes, 2026-10-23); 1.5 takes masks and the same sizes
-DEFAULT_IMAGE_MODEL = "gpt-image-1.5"
+DEFAULT_IMAGE_MODEL = DEFAULT_IMAGE_EDIT_MODEL
 
 #: the sizes (width, height) each model family generates at
 _GPT_IMAGE_SIZES = ((1024, 1024), (1536, 1024), (1024, 1536))

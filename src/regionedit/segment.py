@@ -21,6 +21,7 @@ from PIL import Image
 from .errors import ModelLoadError, SegmentationError
 from .imageio import LoadedImage
 from .masks import has_meaningful_alpha
+from .models import DEFAULT_SEGMENT_MODEL
 
 __all__ = ["Segmenter", "RembgSegmenter", "subject_alpha_from_input"]
 
@@ -66,7 +67,7 @@ class RembgSegmenter:
 
     def __init__(
         self,
-        model: str = "u2net",
+        model: str = DEFAULT_SEGMENT_MODEL,
         *,
         model_path: str | os.PathLike[str] | None = None,
         providers: list[str] | None = None,

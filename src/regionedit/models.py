@@ -1,0 +1,67 @@
+"""The models regionedit uses when none is named, and the models known to be retired.
+
+Written once here; the stages, the CLI help and the error messages read them from this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+__all__ = [
+    "DEFAULT_LLM_MODEL",
+    "DEFAULT_IMAGE_EDIT_MODEL",
+    "DEFAULT_SEGMENT_MODEL",
+    "DEFAULT_INPAINT_MODEL",
+    "Retirement",
+    "RETIRED",
+    "retirement",
+]
+
+# -- the LLM region classifier -----------------------------------------------------------------
+
+#: chat model of the LLM region classifier (``--llm-model``, ``REGIONEDIT_LLM_MODEL``)
+DEFAULT_LLM_MODEL = "gpt-4o-mini"
+
+# -- the OpenAI image edit inpainter -----------------------------------------------------------
+
+#: image edit model of ``--inpainter openai`` (``--model``)
+DEFAULT_IMAGE_EDIT_MODEL = "gpt-image-1.5"
+
+# -- segmentation ------------------------------------------------------------------------------
+
+#: rembg model that cuts out the main subject (``--segment-model``)
+DEFAULT_SEGMENT_MODEL = "u2net"
+
+# -- diffusers inpainting ----------------------------------------------------------------------
+
+#: diffusers inpainting model (``--model``)
+DEFAULT_INPAINT_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
+
+
+# -- retired models ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Retirement:
+    """A model its provider has shut down, or announced it will."""
+
+    model: str
+    #: ISO date of the shutdown
+    date: str
+    #: the provider's named successor, when there is one
+    replacement: Optional[str] = None
+
+
+#: model name -> its retirement
+RETIRED: dict[str, Retirement] = {
+    r.model: r
+    for r in (
+        Retirement("gpt-image-1", "2026-10-23", "gpt-image-2"),
+    )
+}
+
+
+def retirement(model: str) -> Optional[Retirement]:
+    """The retirement of ``model`` when it is known, else None."""
+    return RETIRED.get(model)
