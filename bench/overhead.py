@@ -33,7 +33,7 @@ def instrumented_editor(ws: Workspace, **editor_kwargs: Any) -> tuple[Any, Timed
     calls are timed; returns (editor, timed segmenter, inpainter). Call
     :func:`~bench.measure.time_pipeline_calls` on the inpainter to time pipeline calls."""
     from regionedit.editor import Editor
-    from regionedit.inpaint import DiffusersInpainter
+    from regionedit.inpaint_diffusers import DiffusersInpainter
     from regionedit.segment import RembgSegmenter
 
     segmenter = TimedSegmenter(

@@ -90,7 +90,7 @@ def one_call(
     import numpy as np
     import torch
 
-    from regionedit.inpaint import DiffusersInpainter, InpaintRequest
+    from regionedit.inpaint_diffusers import DiffusersInpainter, InpaintRequest
 
     inpainter = DiffusersInpainter(
         model, device=device, local_files_only=True, vae_slicing=vae_slicing

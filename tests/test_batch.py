@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import shutil
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,7 @@ from support.fake_llm import CHAT_PATH, FakeResponse, descriptions_in, label_ans
 from regionedit import Editor
 from regionedit.batch import RUN_LOG, BatchOptions, plan_folder, plan_manifest, run_batch
 from regionedit.contact_sheet import LABEL_HEIGHT, PADDING
-from regionedit.errors import ClassifierError, UnidentifiedRegionError
-from regionedit.types import EditResult
+from regionedit.errors import ClassifierError
 
 GOOD = ["cat.png", "cat_rot.jpg", "sub/cat_flipped.png"]
 BAD = ["corrupt.jpg", "empty.png", "fake.jpg"]
@@ -225,8 +223,9 @@ def test_manifest_bad_rows_are_reported_by_line_and_good_rows_run(
 
     assert code == 1
     for line, words in [
-        (3, "target: Field required"), (4, "steps: Input should be a valid integer"),
-        (5, "outside the manifest's folder"), (6, "region: Input should be"), (7, "not found"),
+        (3, "target is required"), (4, "steps 'zero' must be a whole number from 1 to 1000"),
+        (5, "outside the manifest's folder"), (6, "region 'middle' must be one of"),
+        (7, "not found"),
     ]:
         assert any(f"line {line}: " in text and words in text for text in stderr.splitlines())
     items = sorted((e for e in read_log(out) if e["type"] == "item"), key=lambda e: e["line"])
@@ -313,42 +312,15 @@ def test_manifest_rows_carry_their_own_settings_and_outputs(editor, photos, tmp_
     assert [e["line"] for e in read_log(out) if e["type"] == "item"] == [1, 2, 3, 4]
 
 
-def test_files_are_written_while_the_next_images_generate(
-    editor, small_photo_path, tmp_path, monkeypatch
-):
-    _photos_in_two_shapes(small_photo_path, tmp_path / "in", "wwww")
+def test_the_log_lists_items_in_input_order_and_every_file_is_written(editor, small_photo_path, tmp_path):
+    _photos_in_two_shapes(small_photo_path, tmp_path / "in", "wtwtw")
     out = tmp_path / "out"
-    opts = options(out, batch_size=1, edit={"region": "background", "max_side": 64})
-    plan = plan_folder(tmp_path / "in", "a cat", "a cat on a beach", opts)
-    calls: list[int] = []
-    third_call = threading.Event()
-    real_generate, real_save = editor.generate, EditResult.save
+    opts = options(out, batch_size=2, edit={"region": "background", "max_side": 64})
+    summary = run_batch(editor, plan_folder(tmp_path / "in", "a cat", "a cat on a beach", opts), opts)
 
-    def generate(prepared: list, **kwargs: Any) -> Any:
-        calls.append(len(prepared))
-        if len(calls) == 3:
-            third_call.set()
-        return real_generate(prepared, **kwargs)
-
-    waited_for_it: list[bool] = []
-
-    def save(self: EditResult, *args: Any, **kwargs: Any) -> Any:
-        if not waited_for_it:
-            # the first file "takes" until the third model call has started, or 5 s
-            waited_for_it.append(third_call.wait(timeout=5))
-        return real_save(self, *args, **kwargs)
-
-    monkeypatch.setattr(editor, "generate", generate)
-    monkeypatch.setattr(EditResult, "save", save)
-
-    summary = run_batch(editor, plan, opts)
-
-    # the third call did not wait for the first image's files to be written
-    assert waited_for_it == [True]
-    assert summary.ok == 4
-    names = [f"photo-{i}" for i in range(4)]
+    assert summary.ok == 5
+    names = [f"photo-{i}" for i in range(5)]
     assert sorted(p.name for p in out.glob("*.png")) == [f"{n}.edited.png" for n in names]
-    # the log still lists the items in input order
     assert [e["input"] for e in read_log(out) if e["type"] == "item"] == [f"{n}.png" for n in names]
 
 
@@ -623,93 +595,76 @@ def _photos_in_two_shapes(small_photo_path: Path, folder: Path, shapes: str) -> 
     return paths
 
 
-def _record_generation_calls(editor: Editor, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Per ``Editor.generate`` call, the shapes it was given, as "w"/"t" letters."""
-    calls: list[str] = []
-    real = editor.generate
+class CallRecorder:
+    """The real inpainter, noting the generation size of every request of every call."""
 
-    def recording(prepared: list, **kwargs: Any) -> Any:
-        calls.append("".join("w" if p.model_input.width > p.model_input.height else "t"
-                             for p in prepared))
-        return real(prepared, **kwargs)
+    name = "recorder"
 
-    monkeypatch.setattr(editor, "generate", recording)
-    return calls
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[list[tuple[int, int]]] = []
+
+    @property
+    def native_size(self) -> int:
+        return self.inner.native_size
+
+    def load(self) -> Any:
+        return self.inner.load()
+
+    def batch_key(self, request: Any) -> Any:
+        return self.inner.batch_key(request)
+
+    def inpaint_many(self, requests: list, *, batch_size: int = 1) -> list:
+        self.calls.append([self.inner.batch_key(r)[:2] for r in requests])
+        return self.inner.inpaint_many(requests, batch_size=batch_size)
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
 
 
-def test_a_batch_of_mixed_shapes_fills_each_model_call_with_one_shape(
-    editor, small_photo_path, tmp_path, monkeypatch
+def test_a_batch_gives_each_image_exactly_the_pixels_of_a_single_edit(
+    editor, small_photo_path, tmp_path
 ):
-    paths = _photos_in_two_shapes(small_photo_path, tmp_path / "in", "wtwtwt")
+    paths = _photos_in_two_shapes(small_photo_path, tmp_path / "in", "wtwwtt")
+    Image.open(paths[0]).resize((120, 70)).save(paths[0])  # a third size
     items = [(path, "a cat", "a cat on a beach") for path in paths]
-    settings = dict(region="background", seed=1, steps=2, max_side=64)
-    alone = [editor.edit(*item, **settings).image for item in items]
-    calls = _record_generation_calls(editor, monkeypatch)
+    settings = dict(region="background", seed=1, steps=2, max_side=64, candidates=2)
+    alone = [editor.edit(*item, **settings) for item in items]
 
-    results = list(editor.edit_many(items, batch_size=3, **settings))
+    results = list(editor.edit_many(items, **settings))
 
-    # portrait and landscape photos generate at different sizes: one call for each shape,
-    # where taking them three at a time in order would have made four half-empty calls
-    assert calls == ["www", "ttt"]
     assert [r.index for r in results] == list(range(6))
     assert [r.status for r in results] == ["ok"] * 6
     for result, expected in zip(results, alone):
-        # every item got its own image back, as generated alone up to the float rounding of
-        # a batched call
+        for got, want in zip(result.result.candidates, expected.candidates):
+            assert got.seed == want.seed
+            assert np.array_equal(np.asarray(got.image), np.asarray(want.image))
+
+
+def test_each_model_call_holds_one_shape_and_at_most_batch_size_images(
+    llm_env, rembg_segmenter, tiny_inpainter, small_photo_path, tmp_path
+):
+    recorder = CallRecorder(tiny_inpainter)
+    editor = Editor(classifier="llm", segmenter=rembg_segmenter, inpainter=recorder)
+    paths = _photos_in_two_shapes(small_photo_path, tmp_path / "in", "wtwtwtwww")
+    items = [(path, "a cat", "a cat on a beach") for path in paths]
+    settings = dict(region="background", seed=1, steps=2, max_side=64)
+    alone = [editor.edit(*item, **settings).image for item in items]
+    recorder.calls.clear()
+
+    results = list(editor.edit_many(items, batch_size=3, **settings))
+
+    assert recorder.calls and all(len(set(call)) == 1 and len(call) <= 3 for call in recorder.calls)
+    assert sum(len(call) for call in recorder.calls) == 9  # every item generated once
+    assert any(len(call) > 1 for call in recorder.calls)  # and several per call
+    assert [r.index for r in results] == list(range(9))
+    assert [r.result.image.size for r in results] == [
+        (96, 64) if shape == "w" else (64, 96) for shape in "wtwtwtwww"
+    ]
+    for result, expected in zip(results, alone):
+        # several images per call: the same image up to the float rounding of a batched call
         difference = np.abs(np.asarray(result.result.image, dtype=np.int16) - np.asarray(expected))
         assert difference.max() <= 2
-
-
-def test_an_odd_shape_is_not_held_back_past_the_look_ahead(
-    editor, small_photo_path, tmp_path, monkeypatch
-):
-    paths = _photos_in_two_shapes(small_photo_path, tmp_path / "in", "t" + "w" * 9)
-    items = [(path, "a cat", "a cat on a beach") for path in paths]
-    calls = _record_generation_calls(editor, monkeypatch)
-
-    results = list(editor.edit_many(items, region="background", seed=1, steps=2, max_side=64,
-                                    batch_size=2))
-
-    # at most 3 x batch_size = 6 items are taken and not yet handed out: the tall photo waits
-    # for a partner that does not come only until then, and the wide ones still go two by two
-    assert calls == ["ww", "ww", "t", "ww", "ww", "w"]
-    assert [r.index for r in results] == list(range(10))
-    assert [r.status for r in results] == ["ok"] * 10
-    assert [r.result.image.size for r in results] == [(64, 96)] + [(96, 64)] * 9
-
-
-def test_the_next_group_generates_while_the_last_one_composites(
-    editor, small_photo_path, tmp_path, monkeypatch
-):
-    paths = _photos_in_two_shapes(small_photo_path, tmp_path / "in", "twwtww")
-    items = [(path, "a cat", "a cat on a beach") for path in paths]
-    calls = _record_generation_calls(editor, monkeypatch)
-    third_call = threading.Event()
-    real_generate, real_finish = editor.generate, editor.finish
-
-    def generate(prepared: list, **kwargs: Any) -> Any:
-        if len(calls) == 2:
-            third_call.set()
-        return real_generate(prepared, **kwargs)
-
-    waited_for_it: list[bool] = []
-
-    def finish(*args: Any, **kwargs: Any) -> Any:
-        # compositing "takes" until the third model call has started, or 5 s
-        waited_for_it.append(third_call.wait(timeout=5))
-        return real_finish(*args, **kwargs)
-
-    monkeypatch.setattr(editor, "generate", generate)
-    monkeypatch.setattr(editor, "finish", finish)
-
-    results = list(editor.edit_many(items, region="background", seed=1, steps=2, max_side=64,
-                                    batch_size=2))
-
-    # the third call did not wait for the first two calls' images to be composited
-    assert calls == ["ww", "tt", "ww"]
-    assert waited_for_it == [True] * 6
-    assert [r.index for r in results] == list(range(6))
-    assert [r.status for r in results] == ["ok"] * 6
 
 
 def test_a_batch_of_cut_outs_never_loads_the_segmentation_model(

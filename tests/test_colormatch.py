@@ -89,10 +89,9 @@ def test_seam_bands_are_band_deep_on_each_side() -> None:
         assert not any(band.any() for band in seam_bands(flat, 3))
 
 
-@pytest.mark.parametrize("method", ["cast", "band", "histogram"])
-def test_matching_keeps_unmasked_pixels_and_is_deterministic(scene, method) -> None:
-    first = match_colors(scene["recast"], scene["original"], scene["mask"], method=method)
-    again = match_colors(scene["recast"], scene["original"], scene["mask"], method=method)
+def test_matching_keeps_unmasked_pixels_and_is_deterministic(scene) -> None:
+    first = match_colors(scene["recast"], scene["original"], scene["mask"])
+    again = match_colors(scene["recast"], scene["original"], scene["mask"])
     assert first.dtype == np.uint8 and first.shape == scene["original"].shape
     assert np.array_equal(first[~scene["region"]], scene["original"][~scene["region"]])
     assert np.array_equal(first, again)
@@ -102,7 +101,7 @@ def test_matching_keeps_unmasked_pixels_and_is_deterministic(scene, method) -> N
 def test_cast_removes_a_generator_cast_and_the_seam_step(scene) -> None:
     original, region = scene["original"], scene["region"]
     before = _composite(scene["recast"], original, region)
-    after = match_colors(scene["recast"], original, scene["mask"])  # "cast" is the default
+    after = match_colors(scene["recast"], original, scene["mask"])
     baseline = seam_delta_e(original, region, 4)
     assert seam_delta_e(after, region, 4) - baseline < 0.5 * (
         seam_delta_e(before, region, 4) - baseline
@@ -112,17 +111,13 @@ def test_cast_removes_a_generator_cast_and_the_seam_step(scene) -> None:
     assert error_after < 0.5 * error_before
 
 
-def test_cast_keeps_a_legitimate_change_that_band_and_histogram_undo(scene) -> None:
+def test_cast_keeps_a_legitimate_change(scene) -> None:
     """The new content, minus the cast, must survive: the beach stays a beach."""
     original, region = scene["original"], scene["region"]
     truth = srgb_to_lab(scene["new"][region])
     uncorrected = delta_e76(srgb_to_lab(scene["beach"][region]), truth).mean()
-    errors = {}
-    for method in ("cast", "band", "histogram"):
-        out = match_colors(scene["beach"], original, scene["mask"], method=method)
-        errors[method] = delta_e76(srgb_to_lab(out[region]), truth).mean()
-    assert errors["cast"] < uncorrected
-    assert errors["band"] > 2 * uncorrected and errors["histogram"] > 2 * uncorrected
+    out = match_colors(scene["beach"], original, scene["mask"])
+    assert delta_e76(srgb_to_lab(out[region]), truth).mean() < uncorrected
 
 
 def test_cast_leaves_a_faithful_generator_alone(scene) -> None:
@@ -169,8 +164,8 @@ def test_bad_inputs_raise(scene) -> None:
         match_colors(original[:, :-1], original, mask)
     with pytest.raises(ImageInputError, match="uint8"):
         match_colors(original.astype(np.float32), original.astype(np.float32), mask)
-    with pytest.raises(ValueError, match="Unknown colour matching method"):
-        match_colors(original, original, mask, method="magic")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="strength"):
+        match_colors(original, original, mask, strength=2.0)
 
 
 def test_float32_lab_round_trips_every_8_bit_colour_it_is_given() -> None:

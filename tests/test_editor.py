@@ -204,7 +204,7 @@ def test_module_level_edit_uses_one_default_editor(monkeypatch, rembg_segmenter,
 
 
 class RecordingInpainter:
-    """Passes calls through to a real inpainter and remembers the image sizes it was given."""
+    """The real inpainter, remembering the image sizes it was given."""
 
     name = "recording"
 
@@ -212,10 +212,21 @@ class RecordingInpainter:
         self.inner = inner
         self.sizes: list[tuple[int, int]] = []
 
-    def inpaint(self, image, mask, prompt, **kwargs):
-        self.sizes.append(image.size)
-        assert mask.shape == (image.height, image.width)
-        return self.inner.inpaint(image, mask, prompt, **kwargs)
+    @property
+    def native_size(self):
+        return self.inner.native_size
+
+    def load(self):
+        return self.inner.load()
+
+    def batch_key(self, request):
+        return self.inner.batch_key(request)
+
+    def inpaint_many(self, requests, *, batch_size=1):
+        for request in requests:
+            self.sizes.append(request.image.size)
+            assert request.mask.shape == (request.image.height, request.image.width)
+        return self.inner.inpaint_many(requests, batch_size=batch_size)
 
     def describe(self):
         return {"inpainter": self.name}
@@ -289,14 +300,14 @@ def test_background_edit_pastes_the_subject_back_with_its_soft_alpha(tiny_inpain
     assert (edited[..., 3][result.mask == 1] == 255).all()
 
 
-def test_prepare_generate_finish_is_edit(editor, small_photo_path):
+def test_prepare_generate_composite_is_edit(editor, small_photo_path):
     kwargs = dict(region="background", seed=11, candidates=2, **FAST)
     expected = editor.edit(small_photo_path, "a cat", "a cat on a beach", **kwargs)
 
-    prepared = editor.prepare(small_photo_path, "a cat", "a cat on a beach", **kwargs)
+    prepared = editor.prepare(small_photo_path, editor.settings("a cat", "a cat on a beach", **kwargs))
     (generated,) = editor.generate([prepared])
-    assert len(generated) == 2 and generated[0].shape == (64, 96, 3)
-    result = editor.finish(prepared, generated)
+    assert len(generated) == 2 and generated[0].size == (96, 64)
+    result = editor.composite(prepared, generated)
 
     for got, want in zip(result.candidates, expected.candidates):
         assert got.seed == want.seed

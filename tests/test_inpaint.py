@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,14 +13,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from regionedit.errors import InpaintError, ModelLoadError
-from regionedit.inpaint import (
-    INPAINTERS,
+from regionedit.inpaint import INPAINTERS, Inpainter, generation_size, get_inpainter
+from regionedit.inpaint_diffusers import (
     DiffusersInpainter,
-    Inpainter,
     _is_out_of_memory,
     degenerate_output_reason,
-    generation_size,
-    get_inpainter,
 )
 from support.tiny_sd import TINY_NATIVE_SIZE
 

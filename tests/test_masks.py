@@ -49,7 +49,7 @@ def test_grow_is_disk_dilation(mask: np.ndarray, px: int) -> None:
 @given(small_masks, radii)
 def test_shrink_is_the_dual_of_grow(mask: np.ndarray, px: int) -> None:
     # eroding the mask == growing its complement, and the image border never erodes
-    np.testing.assert_array_equal(masks.shrink(mask, px), ~_disk_dilation(~mask, px))
+    np.testing.assert_array_equal(masks.erode(mask, px), ~_disk_dilation(~mask, px))
 
 
 @properties
@@ -69,7 +69,7 @@ def test_grow_and_shrink_a_large_disk_exactly() -> None:
     grown = masks.grow(mask, 20)
     np.testing.assert_array_equal(grown, distance_transform_edt(~mask) <= 20)
     assert grown[540, 700 + 320] and not grown[540, 700 + 322]
-    shrunk = masks.shrink(mask, 20)
+    shrunk = masks.erode(mask, 20)
     assert shrunk[540, 700 + 279] and not shrunk[540, 700 + 281]
 
 
@@ -88,17 +88,17 @@ def test_grow_and_feather_match_the_euclidean_transform_on_a_ragged_mask(px: int
 def test_shrink_keeps_a_subject_cut_by_the_frame() -> None:
     mask = np.zeros((20, 20), bool)
     mask[10:, :] = True  # subject continues below the image
-    shrunk = masks.shrink(mask, 3)
+    shrunk = masks.erode(mask, 3)
     assert shrunk[19].all() and not shrunk[12].any() and shrunk[14].all()
 
 
 def test_px_zero_and_empty_masks() -> None:
     mask = _disk(10, 10, 5, 5, 3)
     np.testing.assert_array_equal(masks.grow(mask, 0), mask)
-    np.testing.assert_array_equal(masks.shrink(mask, 0), mask)
+    np.testing.assert_array_equal(masks.erode(mask, 0), mask)
     empty = np.zeros((6, 7), bool)
-    assert not masks.grow(empty, 3).any() and not masks.shrink(empty, 3).any()
-    assert masks.shrink(~empty, 3).all() and masks.grow(~empty, 3).all()
+    assert not masks.grow(empty, 3).any() and not masks.erode(empty, 3).any()
+    assert masks.erode(~empty, 3).all() and masks.grow(~empty, 3).all()
     with pytest.raises(ValueError, match=">= 0"):
         masks.grow(mask, -1)
 
@@ -126,8 +126,8 @@ def test_feather_is_zero_outside_and_within_unit_range(mask: np.ndarray, px: int
     assert (soft[mask] > 0).all()
     # full strength only where the ramp is over: more than px pixels inside the edge
     full = soft == 1
-    assert not (full & ~masks.shrink(mask, px)).any()
-    assert not (masks.shrink(mask, px + 1) & ~full).any()
+    assert not (full & ~masks.erode(mask, px)).any()
+    assert not (masks.erode(mask, px + 1) & ~full).any()
 
 
 def test_feather_ramp_values() -> None:
@@ -166,7 +166,7 @@ def test_background_mask_reaches_into_the_subject_by_grow_px(grow_px: int, feath
     subject = masks.binarize(alpha)
     reach = masks.grow(~subject, grow_px)
     np.testing.assert_array_equal(bg > 0, reach)
-    assert (bg[masks.shrink(subject, grow_px)] == 0).all()
+    assert (bg[masks.erode(subject, grow_px)] == 0).all()
     assert (bg[~_disk(60, 80, 30, 40, 30)] == 1).all()  # the true background: fully
 
 
@@ -202,48 +202,45 @@ def test_check_coverage_refuses_empty_and_full_masks() -> None:
     masks.check_coverage(np.ones((50, 50)), max_fraction=1.0)
 
 
-# -- composite / paste_subject ---------------------------------------------------------------
+# -- room for a new shape -------------------------------------------------------------------
 
-images = arrays(np.uint8, (9, 11, 3))
-soft_masks = arrays(
-    np.float32,
-    (9, 11),
-    elements=st.one_of(st.just(0.0), st.just(1.0), st.floats(0, 1, width=32)),
+
+@properties
+@given(
+    st.integers(4, 60), st.integers(4, 60), st.integers(0, 59), st.integers(0, 59),
+    st.integers(1, 30), st.integers(1, 30),
 )
-
-
-@properties
-@given(images, images, soft_masks)
-def test_composite_is_exact_outside_the_mask_and_inside_it(
-    original: np.ndarray, generated: np.ndarray, mask: np.ndarray
+def test_padded_box_holds_the_subject_and_its_padding_inside_the_image(
+    height: int, width: int, top: int, left: int, tall: int, wide: int
 ) -> None:
-    out = masks.composite(original, generated, mask)
-    assert out.dtype == np.uint8
-    np.testing.assert_array_equal(out[mask == 0], original[mask == 0])
-    np.testing.assert_array_equal(out[mask == 1], generated[mask == 1])
-    expected = np.rint(original + (generated.astype(float) - original) * mask[..., None])
-    np.testing.assert_allclose(out, expected, atol=1)
+    subject = np.zeros((height, width), dtype=bool)
+    subject[top % height : top % height + tall, left % width : left % width + wide] = True
+    box = masks.padded_box(subject)
+    assert box.shape == subject.shape  # never leaves the image
+    assert not (subject & ~box).any()  # holds the subject
+    rows, cols = np.flatnonzero(subject.any(1)), np.flatnonzero(subject.any(0))
+    pad = round(masks.BOX_PADDING_SHARE * max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
+    # the subject's bounding box grown by the padding, clipped to the image, all True
+    expected = np.zeros_like(subject)
+    expected[max(0, rows[0] - pad) : rows[-1] + 1 + pad, max(0, cols[0] - pad) : cols[-1] + 1 + pad] = True
+    np.testing.assert_array_equal(box, expected)
 
 
-def test_composite_blend_rounds() -> None:
-    original = np.full((8, 8, 3), 10, np.uint8)
-    generated = np.full((8, 8, 3), 20, np.uint8)
-    mask = np.full((8, 8), 0.25, np.float32)
-    assert (masks.composite(original, generated, mask) == 12).all()  # 12.5 -> banker's 12
-    mask[:] = 0.27
-    assert (masks.composite(original, generated, mask) == 13).all()
-    with pytest.raises(ValueError, match="equal sizes"):
-        masks.composite(original, generated[:4], mask)
+def test_padded_box_of_an_empty_mask_is_empty() -> None:
+    assert not masks.padded_box(np.zeros((10, 10), dtype=bool)).any()
 
 
-@properties
-@given(images, images, soft_masks)
-def test_paste_subject_keeps_the_original_subject(
-    edited: np.ndarray, original: np.ndarray, alpha: np.ndarray
-) -> None:
-    out = masks.paste_subject(edited, original, alpha)
-    np.testing.assert_array_equal(out[alpha == 1], original[alpha == 1])
-    np.testing.assert_array_equal(out[alpha == 0], edited[alpha == 0])
+def test_room_adds_the_padded_box_to_the_outline_and_keep_is_the_outline() -> None:
+    alpha = _disk(80, 100, 40, 50, 12).astype(np.float32)
+    outline = masks.foreground_mask(alpha, grow_px=3, feather_px=2)
+    roomy = masks.foreground_mask(alpha, grow_px=3, feather_px=2, room=True)
+    box = masks.padded_box(alpha > 0.5)
+    assert (roomy >= outline).all()  # contains the outline
+    assert (roomy[box & ~masks.erode(box, 2)] > 0).all() and (roomy[masks.erode(box, 2)] == 1).all()
+    assert (roomy > 0).sum() > (outline > 0).sum() * 1.3
+    np.testing.assert_array_equal(
+        masks.foreground_mask(alpha, grow_px=3, feather_px=2, room=False), outline
+    )
 
 
 # -- alpha, images, crop boxes ---------------------------------------------------------------

@@ -21,7 +21,7 @@ import pytest
 
 from regionedit import Editor
 from regionedit.errors import InpaintError, ModelLoadError
-from regionedit.inpaint import DiffusersInpainter
+from regionedit.inpaint_diffusers import DiffusersInpainter
 
 FAST = dict(steps=2, max_side=64)
 CUDA_OOM = "CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 7.79 GiB total capacity)"

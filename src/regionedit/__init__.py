@@ -27,7 +27,9 @@ _LAZY = {
     "LLMClassifier": "classify",
     "OfflineClassifier": "offline_classifier",
     "RembgSegmenter": "segment",
-    "DiffusersInpainter": "inpaint",
+    "DiffusersInpainter": "inpaint_diffusers",
+    "OpenAIImageInpainter": "inpaint_openai",
+    "SeamCompositor": "composite",
     "load_image": "imageio",
 }
 
@@ -37,7 +39,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .classify import LLMClassifier
     from .editor import Editor, edit
     from .imageio import load_image
-    from .inpaint import DiffusersInpainter
+    from .composite import SeamCompositor
+    from .inpaint_diffusers import DiffusersInpainter
+    from .inpaint_openai import OpenAIImageInpainter
     from .offline_classifier import OfflineClassifier
     from .segment import RembgSegmenter
     from .types import Candidate, Classification, EditResult, EditSettings, StageTimings

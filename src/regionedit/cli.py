@@ -1,7 +1,8 @@
 """``regionedit`` command line: a thin layer over the library.
 
 Heavy libraries are imported inside the command handlers, so ``regionedit --help`` stays fast.
-Errors print one line (no traceback unless ``--verbose``) and exit with the error's code.
+Errors print one line (no traceback unless ``--verbose``) and exit with the error's code; a bad
+option is refused before any work, naming the flag and what it allows.
 """
 
 from __future__ import annotations
@@ -12,19 +13,63 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, Sequence
 
 from . import __version__
-from .errors import OutputError, RegionEditError
+from .errors import OutputError, RegionEditError, SettingsError
+from .models import DEFAULT_IMAGE_EDIT_MODEL, DEFAULT_INPAINT_MODEL, DEFAULT_LLM_MODEL
+from .models import DEFAULT_SEGMENT_MODEL
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .batch import BatchSummary
+    from .editor import Editor
+    from .types import EditSettings
 
 log = logging.getLogger("regionedit")
+
+#: edit settings whose flag is not their name with dashes
+_FLAG_OF = {"guidance_scale": "--guidance"}
+#: per-edit settings every editing command takes as flags (source, target and region are
+#: each command's own)
+_SETTING_FLAGS = (
+    "seed", "steps", "guidance_scale", "strength", "negative_prompt", "candidates", "grow",
+    "feather", "extent", "on_unidentified", "max_side",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other error of the CLI."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def flag(name: str) -> str:
+    """The command-line flag of the edit setting ``name``."""
+    return _FLAG_OF.get(name, "--" + name.replace("_", "-"))
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if value < low:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number of at least {low}, not {text!r}"
+            )
+        return value
+
+    parse.__name__ = f"whole number >= {low}"
+    return parse
 
 
 # -- shared option groups ----------------------------------------------------------------------
 
 
 def classifier_options() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = _Parser(add_help=False)
     g = p.add_argument_group("classifier")
     g.add_argument(
         "--classifier",
@@ -33,28 +78,30 @@ def classifier_options() -> argparse.ArgumentParser:
         help="who decides the region: an LLM (OPENAI_API_KEY / OPENAI_BASE_URL), the offline "
         "classifier, or auto: the LLM when an endpoint is configured, else offline (default)",
     )
-    g.add_argument("--llm-model", help="LLM model name (default: $REGIONEDIT_LLM_MODEL or gpt-4o-mini)")
+    g.add_argument(
+        "--llm-model",
+        help=f"LLM model name (default: $REGIONEDIT_LLM_MODEL or {DEFAULT_LLM_MODEL})",
+    )
     return p
 
 
-def mask_options() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+def segmentation_options() -> argparse.ArgumentParser:
+    p = _Parser(add_help=False)
     g = p.add_argument_group("segmentation")
-    g.add_argument("--segment-model", default="u2net", help="rembg model name (default: u2net)")
+    g.add_argument(
+        "--segment-model", default=DEFAULT_SEGMENT_MODEL,
+        help=f"rembg model name (default: {DEFAULT_SEGMENT_MODEL})",
+    )
     g.add_argument("--segment-model-path", help="local rembg ONNX file, for offline use")
     g.add_argument(
-        "--max-pixels", type=int,
+        "--max-pixels", type=_at_least(1),
         help="refuse larger inputs (default: $REGIONEDIT_MAX_PIXELS or Pillow's ~89 MP guard)",
     )
-    g.add_argument("--grow", type=int, default=6, help="pixels the region reaches past the seam")
-    g.add_argument("--feather", type=int, default=4, help="width of the soft seam in pixels")
     return p
 
 
-def generation_options(
-    unidentified_policies: Sequence[str] = ("error", "foreground", "background"),
-) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+def generation_options() -> argparse.ArgumentParser:
+    p = _Parser(add_help=False)
     g = p.add_argument_group("generation")
     g.add_argument(
         "--inpainter", choices=["diffusers", "openai"], default="diffusers",
@@ -62,33 +109,71 @@ def generation_options(
     )
     g.add_argument(
         "--model",
-        help="inpainting model: a Hugging Face id or a local folder "
-        "(default: stable-diffusion-v1-5/stable-diffusion-inpainting; gpt-image-1 for openai)",
+        help=f"inpainting model: a Hugging Face id or a local folder (default: "
+        f"{DEFAULT_INPAINT_MODEL}; {DEFAULT_IMAGE_EDIT_MODEL} with --inpainter openai)",
     )
-    g.add_argument("--seed", type=int, help="random seed (drawn and recorded when omitted)")
-    g.add_argument("--steps", type=int, default=30, help="denoising steps (default: 30)")
-    g.add_argument("--guidance", type=float, default=7.5, help="guidance scale (default: 7.5)")
-    g.add_argument("--strength", type=float, default=1.0, help="denoising strength (default: 1.0)")
-    g.add_argument("--negative-prompt", help="what the regenerated region must not show")
-    g.add_argument("--candidates", type=int, default=1, help="variants to generate (seed, seed+1, ...)")
-    g.add_argument("--max-side", type=int, help="longest side to generate at (default: the model's)")
     g.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     g.add_argument("--dtype", help="float16, bfloat16 or float32 (default: per device)")
     g.add_argument("--attention-slicing", action="store_true", help="lower memory, a bit slower")
     g.add_argument("--cpu-offload", action="store_true", help="keep idle model parts on the CPU")
     g.add_argument(
         "--no-color-match", dest="color_match", action="store_false",
-        help="keep the generator's colours as they are (default: remove its colour cast at the seam)",
-    )
-    g.add_argument(
-        "--on-unidentified", choices=list(unidentified_policies), default="error",
-        help="what to do when the region cannot be decided: fail (error, the default), or "
-        "edit the foreground or background anyway" + (", or skip the item" if "skip" in unidentified_policies else ""),
+        help="keep the generator's colours as they are (default: remove its colour cast at the "
+        "seam)",
     )
     return p
 
 
-def make_editor(args: argparse.Namespace) -> Any:
+def settings_options(
+    names: Sequence[str] = _SETTING_FLAGS, *, extra_policies: Sequence[str] = ()
+) -> argparse.ArgumentParser:
+    """One flag per edit setting in ``names``, its help and default read from
+    :class:`~regionedit.types.EditSettings`. Values stay text here: EditSettings checks them
+    (see :func:`edit_settings`), so every bad value gets the same one-line message."""
+    from .types import EditSettings, allowed_values
+
+    p = _Parser(add_help=False)
+    g = p.add_argument_group("edit settings")
+    for name in names:
+        field = EditSettings.model_fields[name]
+        default = field.default
+        shown = "" if default is None or "default:" in (field.description or "") else (
+            f" (default: {default})"
+        )
+        kwargs: dict[str, Any] = {"metavar": name.split("_")[0].upper()}
+        if allowed_values(name).startswith("one of "):
+            choices = allowed_values(name).removeprefix("one of ").split(", ")
+            if name == "on_unidentified":
+                choices += extra_policies
+            kwargs = {"choices": choices}
+        g.add_argument(flag(name), dest=name, help=f"{field.description}{shown}", **kwargs)
+    return p
+
+
+def edit_settings(args: argparse.Namespace, **given: Any) -> dict[str, Any]:
+    """The edit settings the command line sets (flags left out keep EditSettings' defaults),
+    with ``given`` added."""
+    for name in ("region", *_SETTING_FLAGS):
+        value = getattr(args, name, None)
+        if value is not None:
+            given[name] = value
+    return given
+
+
+def checked_settings(source: str, target: str, settings: dict[str, Any]) -> "EditSettings":
+    """``settings`` as EditSettings; a bad one raises SettingsError naming its flag."""
+    from pydantic import ValidationError
+
+    from .types import EditSettings, settings_problem
+
+    try:
+        return EditSettings(source=source, target=target, **settings)
+    except ValidationError as exc:
+        spell = lambda name, value: f"{flag(name)} {value}:"  # noqa: E731
+        raise SettingsError(settings_problem(exc, spell)) from None
+
+
+def make_editor(args: argparse.Namespace) -> "Editor":
     """An ``Editor`` configured from the command-line options present in ``args``."""
     from .editor import Editor
 
@@ -96,7 +181,7 @@ def make_editor(args: argparse.Namespace) -> Any:
         classifier=getattr(args, "classifier", "auto"),
         inpainter=getattr(args, "inpainter", "diffusers"),
         llm_model=getattr(args, "llm_model", None),
-        segment_model=getattr(args, "segment_model", "u2net"),
+        segment_model=getattr(args, "segment_model", DEFAULT_SEGMENT_MODEL),
         segment_model_path=getattr(args, "segment_model_path", None),
         inpaint_model=getattr(args, "model", None),
         device=getattr(args, "device", None),
@@ -105,23 +190,6 @@ def make_editor(args: argparse.Namespace) -> Any:
         cpu_offload=getattr(args, "cpu_offload", False),
         color_match=getattr(args, "color_match", True),
         max_pixels=getattr(args, "max_pixels", None),
-    )
-
-
-def edit_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The per-edit keyword arguments of ``Editor.edit`` from the command-line options."""
-    return dict(
-        region=args.region,
-        seed=args.seed,
-        steps=args.steps,
-        guidance_scale=args.guidance,
-        strength=args.strength,
-        negative_prompt=args.negative_prompt,
-        candidates=args.candidates,
-        grow=args.grow,
-        feather=args.feather,
-        on_unidentified=args.on_unidentified,
-        max_side=args.max_side,
     )
 
 
@@ -137,22 +205,29 @@ def refuse_overwriting_input(output: Path, inputs: Sequence[Path]) -> None:
 def cmd_edit(args: argparse.Namespace) -> int:
     from .types import output_paths
 
+    settings = checked_settings(args.source, args.target, edit_settings(args))
     out = Path(args.output)
     # every file the edit writes: the image, the other candidates, the mask, the sidecar
-    outputs = output_paths(out, candidates=args.candidates)
+    outputs = output_paths(out, candidates=settings.candidates)
     if not args.save_mask:
         del outputs["mask"]
     if args.no_sidecar:
         del outputs["sidecar"]
     for path in outputs.values():
         refuse_overwriting_input(path, [Path(args.image)])
-    result = make_editor(args).edit(args.image, args.source, args.target, **edit_kwargs(args))
+    result = make_editor(args).edit(
+        args.image, args.source, args.target, **settings.model_dump(exclude_unset=True,
+                                                                    exclude={"source", "target"})
+    )
     written = result.save(out, mask=args.save_mask, sidecar=not args.no_sidecar)
     summary = {
         "output": str(written["image"]),
         "region": result.region,
         "decided_by": result.classification.source,
         "reason": result.classification.reason,
+        "subject": result.classification.subject,
+        "shape": result.classification.shape,
+        "extent": result.mask_result.extent,
         "seed": result.seed,
         "seconds": round(result.timings.total, 3),
     }
@@ -169,11 +244,16 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_mask(args: argparse.Namespace) -> int:
     from .imageio import save_image
 
+    settings = checked_settings("-", "-", edit_settings(args))
     out = Path(args.output)
     refuse_overwriting_input(out, [Path(args.image)])
-    made = make_editor(args).mask(args.image, args.region, grow=args.grow, feather=args.feather)
+    made = make_editor(args).mask(
+        args.image, args.region, grow=settings.grow, feather=settings.feather,
+        extent=settings.extent,
+    )
     save_image(made.image(), out)
-    print(json.dumps({"output": str(out), "region": args.region, "mask_from": made.source}))
+    print(json.dumps({"output": str(out), "region": args.region, "mask_from": made.source,
+                      "extent": made.extent}))
     return 0
 
 
@@ -202,25 +282,103 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    """``regionedit batch``: plan, report bad rows, run, print the summary."""
+    from pydantic import ValidationError
+
+    from .batch import BatchOptions, plan_folder, plan_manifest, run_batch
+
+    if (args.input_dir is None) == (args.manifest is None):
+        raise SettingsError("Give either INPUT_DIR or --manifest.")
+    if args.input_dir is not None and not (args.source and args.target):
+        raise SettingsError("INPUT_DIR needs --source and --target.")
+    if args.manifest is not None and (args.source or args.target or args.recursive):
+        raise SettingsError("With --manifest, sources and targets come from its columns.")
+    settings = edit_settings(args)
+    policy = settings.pop("on_unidentified", "error")
+    checked_settings("-", "-", {**settings, "on_unidentified": "error"})
+    try:
+        options = BatchOptions(
+            out_dir=Path(args.output), image_format=args.image_format, name=args.name,
+            save_mask=args.save_mask, dry_run=args.dry_run, on_unidentified=policy,
+            llm_concurrency=args.llm_concurrency, batch_size=args.batch_size,
+            score=args.score, clip_model=args.clip_model, edit=settings,
+        )
+    except ValidationError as exc:  # the folder options; the edit settings were checked above
+        error = exc.errors(include_url=False)[0]
+        raise SettingsError(
+            f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg'].removeprefix('Value error, ')}."
+        ) from None
+    if args.manifest is not None:
+        plan = plan_manifest(args.manifest, options, strict=args.strict)
+        for row in plan.rejected:
+            log.warning("%s line %d: %s", args.manifest, row.line, row.error)
+    else:
+        plan = plan_folder(
+            args.input_dir, args.source, args.target, options, recursive=args.recursive
+        )
+    summary = run_batch(make_editor(args), plan, options, progress=sys.stderr.isatty())
+    print(format_summary(summary, options.out_dir))
+    return summary.exit_code
+
+
+def format_summary(summary: "BatchSummary", out_dir: Path) -> str:
+    """The end-of-run report printed by ``regionedit batch``."""
+    from .batch import RUN_LOG
+    from .types import StageTimings
+
+    seconds = summary.seconds
+    stages = ", ".join(
+        f"{stage} {seconds.get(stage, 0.0):.1f}s" for stage in StageTimings.model_fields
+    )
+    lines = [
+        f"{summary.items} item(s): {summary.ok} ok, {summary.skipped} skipped, "
+        f"{summary.failed} failed, {summary.already_done} already done"
+        + (f"; {summary.ignored_files} non-image file(s) ignored" if summary.ignored_files else "")
+        + (" (dry run)" if summary.dry_run else ""),
+        f"time: {seconds.get('total', 0.0):.1f}s ({stages})",
+    ]
+    for failure in summary.failures:
+        where = f"line {failure['line']} " if failure.get("line") is not None else ""
+        lines.append(
+            f"failed: {where}{failure['input']}: {failure['error_type']}: {failure['error']}"
+        )
+    lines.append(f"log: {out_dir / RUN_LOG}")
+    return "\n".join(lines)
+
+
 # -- parser ------------------------------------------------------------------------------------
+
+BATCH_EXIT_CODES = """\
+exit codes:
+  0    every item edited, skipped (--on-unidentified skip) or already done by an earlier run
+  1    at least one item failed (see the summary and OUT_DIR/run.jsonl)
+  2    bad command line, or a manifest refused by --strict (nothing was run)
+  3    the input folder does not exist
+  8    a model could not be loaded (the run stopped; run it again to resume)
+  9    the output folder cannot be written, or an output would overwrite an input
+  130  interrupted (run the same command again to resume)
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="regionedit",
         description="Text-driven photo editing: regenerate only the region that must change.",
     )
     parser.add_argument("--version", action="version", version=f"regionedit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    cls, msk, gen = classifier_options(), mask_options(), generation_options()
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=_Parser)
+    cls, seg, gen = classifier_options(), segmentation_options(), generation_options()
+    region = dict(choices=["foreground", "background"], help="skip the classifier")
 
-    p = sub.add_parser("edit", parents=[cls, msk, gen], help="edit one image")
+    p = sub.add_parser("edit", parents=[cls, seg, gen, settings_options()], help="edit one image")
     p.add_argument("image", help="input image")
     p.add_argument("--source", required=True, help="what the image shows now")
     p.add_argument("--target", required=True, help="what it should show")
     p.add_argument("-o", "--output", required=True, help="output image path")
-    p.add_argument("--region", choices=["foreground", "background"], help="skip the classifier")
+    p.add_argument("--region", **region)
     p.add_argument("--save-mask", action="store_true", help="also write OUTPUT stem + .mask.png")
     p.add_argument("--no-sidecar", action="store_true", help="do not write the JSON sidecar")
     p.set_defaults(handler=cmd_edit)
@@ -230,17 +388,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True)
     p.set_defaults(handler=cmd_classify)
 
-    p = sub.add_parser("mask", parents=[msk], help="write the mask an edit would regenerate")
+    p = sub.add_parser("mask", parents=[seg, settings_options(("grow", "feather", "extent"))],
+                       help="write the mask an edit would regenerate")
     p.add_argument("image")
     p.add_argument("--region", required=True, choices=["foreground", "background"])
     p.add_argument("-o", "--output", required=True, help="mask image path (white = regenerated)")
     p.set_defaults(handler=cmd_mask)
 
-    p = sub.add_parser("eval-classifier", parents=[cls], help="measure a classifier on labelled pairs")
+    p = sub.add_parser(
+        "eval-classifier", parents=[cls], help="measure a classifier on labelled pairs"
+    )
     p.add_argument("data", help="JSONL with source, target, label")
     p.add_argument("--json", action="store_true", help="also print the report as JSON (last line)")
     p.add_argument("--show-errors", action="store_true", help="list the mistakes")
-    p.add_argument("--concurrency", type=int, default=8, help="parallel classifier calls")
+    p.add_argument("--concurrency", type=_at_least(1), default=8, help="parallel classifier calls")
     p.set_defaults(handler=cmd_eval_classifier)
 
     p = sub.add_parser("score", help="measure how well an edit kept what it should")
@@ -249,14 +410,71 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("mask", help="white = regenerated")
     p.add_argument("--target", help="target description, for the CLIP score")
     p.add_argument("--clip-model", help="CLIP model id or folder (CLIP score only when given)")
-    p.add_argument("--band", type=int, default=4, help="seam band half-width in pixels")
+    p.add_argument("--band", type=_at_least(1), default=4, help="seam band half-width in pixels")
     p.add_argument("--json", action="store_true", help="also print the report as JSON (last line)")
     p.set_defaults(handler=cmd_score)
 
-    from .batch import add_parser as add_batch
-
-    add_batch(sub)
+    _add_batch_parser(sub, [cls, seg, gen, settings_options(extra_policies=("skip",))])
     return parser
+
+
+def _add_batch_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    from .batch.pipeline import DEFAULT_BATCH_SIZE
+
+    p = sub.add_parser(
+        "batch", parents=parents,
+        help="edit a folder of images, or the edits listed in a manifest (resumable)",
+        description="Edit every image of INPUT_DIR with the same --source/--target, or the "
+        "edits listed in a --manifest. Results, sidecars and OUT_DIR/run.jsonl go to OUT_DIR; "
+        "run the same command again to finish an interrupted or partly failed run.",
+        epilog=BATCH_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input_dir", nargs="?", metavar="INPUT_DIR", help="folder of images")
+    p.add_argument(
+        "--manifest",
+        help="CSV (with a header) or JSONL file, one edit per row: image, source, target, and "
+        "optionally output and any edit setting by its name (guidance for --guidance); image "
+        "paths are relative to the manifest",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="output folder")
+    p.add_argument("--source", help="what the images show now (INPUT_DIR runs)")
+    p.add_argument("--target", help="what they should show (INPUT_DIR runs)")
+    p.add_argument("--region", choices=["foreground", "background"], help="skip the classifier")
+    p.add_argument("--recursive", action="store_true", help="also edit images in sub-folders")
+    p.add_argument(
+        "--format", dest="image_format", choices=["png", "jpg", "webp"], default="png",
+        help="output image format (default: png)",
+    )
+    p.add_argument(
+        "--name", default="{stem}.edited",
+        help="output file name without suffix: {stem} is the input's, {index} the item number "
+        "(default: {stem}.edited)",
+    )
+    p.add_argument("--save-mask", action="store_true", help="also write <name>.mask.png")
+    p.add_argument(
+        "--strict", action="store_true", help="refuse the whole run if any manifest row is bad"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true",
+        help="decide and mask only: write <name>.mask.png and <name>.json; no inpainting "
+        "model is loaded",
+    )
+    p.add_argument(
+        "--llm-concurrency", type=_at_least(1), default=8,
+        help="classifier requests at a time (default: 8)",
+    )
+    p.add_argument(
+        "--batch-size", type=_at_least(1), default=DEFAULT_BATCH_SIZE,
+        help=f"images per inpainting model call (default: {DEFAULT_BATCH_SIZE}, which gives "
+        "each image exactly the pixels of a single edit; more is faster on a GPU but can "
+        "change pixels by float rounding)",
+    )
+    p.add_argument(
+        "--score", action="store_true",
+        help="write preservation and seam scores (regionedit score) into each sidecar",
+    )
+    p.add_argument("--clip-model", help="with --score: also CLIP scores against the target")
+    p.set_defaults(handler=cmd_batch)
 
 
 def _configure_logging(verbose: bool) -> None:

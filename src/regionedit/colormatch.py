@@ -2,37 +2,27 @@
 
 Inpainting pipelines shift colours: the VAE round trip gives the whole generated image a cast
 (diffusers issues 4782, 9867), so once the original pixels are pasted back outside the mask,
-a colour step can show along the seam. :func:`match_colors` corrects the regenerated region
-before compositing. Three methods, compared in docs/compositing.md
-(``python bench/colormatch_eval.py``):
-
-``"cast"`` (default)
-    Reinhard mean/std transfer in Lab, learnt on a *kept* ring outside the mask (past the few
-    pixels new content may spill into), from the generator's rendering of those pixels to the
-    original ones. There the content is meant to be the same, so the difference is the
-    pipeline's cast alone, and removing it does not undo the edit (a new beach stays a beach).
-    When the generator did not redraw the kept pixels, it leaves the region as it is.
-``"band"``
-    Reinhard transfer from the regenerated band inside the seam to the kept band outside it.
-    It hides the step, but it also pulls new content towards the old colours.
-``"histogram"``
-    Per-channel Lab histogram matching of the whole regenerated region to the whole kept region.
-    It reshapes new content into the old content's colours.
+a colour step can show along the seam. :func:`match_colors` removes that cast from the
+regenerated region before compositing: a Reinhard mean/std transfer in Lab, learnt on a *kept*
+ring outside the mask (past the few pixels new content may spill into), from the generator's
+rendering of those pixels to the original ones. There the content is meant to be the same, so
+the difference is the pipeline's cast alone, and removing it does not undo the edit (a new beach
+stays a beach). When the generator did not redraw the kept pixels, the region is left as it is.
+docs/compositing.md compares it with transfers that pull new content towards the old colours
+(``python -m bench.colormatch_eval``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Literal
-
 import numpy as np
 
 from .errors import ImageInputError
 
 __all__ = [
-    "ColorMatchMethod",
     "match_colors",
+    "reinhard_transfer",
     "srgb_to_lab",
     "lab_to_srgb",
     "delta_e76",
@@ -41,7 +31,6 @@ __all__ = [
 
 log = logging.getLogger("regionedit")
 
-ColorMatchMethod = Literal["cast", "band", "histogram"]
 
 # sRGB (D65) primaries -> CIE XYZ, and the D65 2-degree white point; the same constants as
 # scikit-image's rgb2lab, so results agree with it to rounding.
@@ -165,24 +154,24 @@ def match_colors(
     original: np.ndarray,
     mask: np.ndarray,
     *,
-    method: ColorMatchMethod = "cast",
     band: int = 16,
     strength: float = 1.0,
     gap: int | None = None,
 ) -> np.ndarray:
-    """Correct the colours of the regenerated region so that no step shows at the seam.
+    """Remove the generator's colour cast from the regenerated region, so that no step shows at
+    the seam.
 
     ``generated`` and ``original`` are uint8 HxWx3, ``mask`` is HxW (> 0 = regenerated);
     ``generated`` is the inpainter's output before compositing, so outside the mask it holds
-    the generator's own rendering of the kept pixels, which is what ``"cast"`` learns from.
-    ``band`` is the depth in pixels of the statistics band at the seam (``"cast"``, ``"band"``);
-    ``strength`` in [0, 1] blends between no correction and the full one. ``gap`` (``"cast"``)
-    is how far past the mask new content may spill in ``generated``; the cast is learnt beyond
-    it. The default assumes a latent model generating at 512 px: one 8 px latent cell scaled to
-    the image, ``max(8, ceil(8 * long_side / 512))``.
+    the generator's own rendering of the kept pixels, which is what the cast is learnt from.
+    ``band`` is the depth in pixels of the ring the cast is learnt on; ``strength`` in [0, 1]
+    blends between no correction and the full one. ``gap`` is how far past the mask new content
+    may spill in ``generated``; the ring starts beyond it. The default assumes a latent model
+    generating at 512 px: one 8 px latent cell scaled to the image,
+    ``max(8, ceil(8 * long_side / 512))``.
 
     Returns uint8 HxWx3: corrected generated pixels where mask > 0 and the original pixels
-    everywhere else. Deterministic; see the module docstring for the methods.
+    everywhere else. Deterministic.
     """
     generated = np.asarray(generated)
     original = np.asarray(original)
@@ -198,10 +187,6 @@ def match_colors(
             f"match_colors needs uint8 HxWx3 RGB arrays, got {generated.dtype} "
             f"{generated.shape}. Convert with np.asarray(image.convert('RGB'))."
         )
-    if method not in ("cast", "band", "histogram"):
-        raise ValueError(
-            f"Unknown colour matching method {method!r}; use 'cast', 'band' or 'histogram'."
-        )
     if band < 1:
         raise ValueError(f"band must be at least 1 pixel, got {band}")
     if gap is None:
@@ -213,29 +198,17 @@ def match_colors(
 
     # what is returned whenever no correction can be made
     result = original.copy()
-    _copy_where(result, generated, region)
+    np.copyto(result, generated, where=region[..., None])
     if not region.any():
         return result
     if region.all():
-        log.info("Colour matching skipped: the mask leaves no original pixels to match.")
+        log.debug("Colour matching skipped: the mask leaves no original pixels to match.")
         return result
-
-    if method == "histogram":
-        # a quantile map needs all regenerated values at once
-        source_lab = srgb_to_lab(generated[region])
-        matched = _match_histograms(source_lab, srgb_to_lab(original[~region]))
-        result[region] = lab_to_srgb(source_lab + strength * (matched - source_lab))
-        return result
-    if method == "cast":
-        # Learnt on the small ring first: when no cast can be told, no regenerated pixel is
-        # converted at all.
-        samples = _cast_samples(generated, original, region, gap, band)
-        if samples is None:
-            return result
-    else:
-        inner, outer = seam_bands(region, band)
-        samples = srgb_to_lab(generated[inner]), srgb_to_lab(original[outer])
-    _apply_reinhard(result, region, *samples, strength=strength)
+    # Learnt on the small ring first: when no cast can be told, no regenerated pixel is
+    # converted at all.
+    samples = _cast_samples(generated, original, region, gap, band)
+    if samples is not None:
+        reinhard_transfer(result, region, *samples, strength=strength)
     return result
 
 
@@ -308,7 +281,7 @@ def _same_content(generated: np.ndarray, original: np.ndarray) -> np.ndarray:
     return same
 
 
-def _apply_reinhard(
+def reinhard_transfer(
     result: np.ndarray,
     region: np.ndarray,
     source: np.ndarray,
@@ -323,6 +296,7 @@ def _apply_reinhard(
     applied as a 3D lookup table with trilinear interpolation (Pillow's ``Color3DLUT``, in C):
     a few milliseconds for a megapixel, where converting every pixel to Lab and back took
     tens, and within one 8-bit level of the exact map (``tests/test_colormatch.py``).
+    The bench's colour-matching comparison uses it with other samples.
     """
     from PIL import Image, ImageFilter
 
@@ -341,30 +315,4 @@ def _apply_reinhard(
     table = _lab_to_unit_srgb(srgb_to_lab(grid) * gain + offset, clip=False)
     lut = ImageFilter.Color3DLUT(_LUT_SIZE, table.astype(np.float32))
     mapped = np.asarray(Image.fromarray(result).filter(lut))
-    _copy_where(result, mapped, region)
-
-
-def _copy_where(dst: np.ndarray, src: np.ndarray, region: np.ndarray) -> None:
-    """``dst[region] = src[region]`` for HxWx3 uint8 images, in place. OpenCV's masked copy
-    takes ~0.2 ms at 1024x683, where ``np.copyto(..., where=region[..., None])`` took ~15."""
-    if dst.strides[1:] != (dst.shape[2], 1):  # OpenCV writes only into packed pixel rows
-        np.copyto(dst, src, where=region[..., None])
-        return
-    import cv2
-
-    cv2.copyTo(src, np.ascontiguousarray(region).view(np.uint8), dst)
-
-
-def _match_histograms(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Per-channel quantile mapping of ``values`` (N x 3) onto the distribution of ``reference``."""
-    matched = np.empty_like(values)
-    reference_quantiles = np.arange(1, len(reference) + 1) / len(reference)
-    for channel in range(values.shape[1]):
-        # equal values share one quantile, so a flat area stays flat
-        _, inverse, counts = np.unique(
-            values[:, channel], return_inverse=True, return_counts=True
-        )
-        level_quantiles = np.cumsum(counts) / len(values)
-        mapped = np.interp(level_quantiles, reference_quantiles, np.sort(reference[:, channel]))
-        matched[:, channel] = mapped[inverse]
-    return matched
+    np.copyto(result, mapped, where=region[..., None])

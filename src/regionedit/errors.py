@@ -10,6 +10,7 @@ __all__ = [
     "RegionEditError",
     "ImageInputError",
     "DescriptionError",
+    "SettingsError",
     "ClassifierError",
     "UnidentifiedRegionError",
     "SegmentationError",
@@ -40,6 +41,13 @@ class ImageInputError(RegionEditError, ValueError):
 
 class DescriptionError(RegionEditError, ValueError):
     """A source or target description is unusable (empty, whitespace only)."""
+
+    exit_code = 2
+
+
+class SettingsError(RegionEditError, ValueError):
+    """An edit setting or option is out of its range or of the wrong kind (``steps=0``,
+    ``guidance_scale=nan``, ``--grow -3``). Raised before any work is done."""
 
     exit_code = 2
 

@@ -32,16 +32,13 @@ __all__ = [
     "LoadedImage",
     "load_image",
     "restore_mode",
-    "shrink",
+    "fit_within",
     "save_image",
     "atomic_write_bytes",
     "is_temp_file",
     "MIN_SIDE",
     "MAX_PIXELS_ENV",
 ]
-
-# Above this many pixels, shrink's whole-factor reduction runs in two halves on two threads.
-_REDUCE_SPLIT_PIXELS = 4_000_000
 
 logger = logging.getLogger("regionedit")
 
@@ -135,7 +132,7 @@ def load_image(
     if isinstance(image, np.ndarray):
         return _load_array(image)
     if isinstance(image, Image.Image):
-        return _load_pil(image, path=None, sha256=None, owned=False)
+        return _load_pil(image.copy(), path=None, sha256=None)
     if isinstance(image, (str, os.PathLike)):
         return _load_file(Path(image), _pixel_limit(max_pixels))
     raise ImageInputError(
@@ -215,7 +212,7 @@ def _load_file(path: Path, limit: int | None) -> LoadedImage:
             ) from None
         finally:
             Image.MAX_IMAGE_PIXELS = saved_limit
-    return _load_pil(im, path=name, sha256=hashlib.sha256(data).hexdigest(), owned=True)
+    return _load_pil(im, path=name, sha256=hashlib.sha256(data).hexdigest())
 
 
 def _unreadable_message(name: str, data: bytes) -> str:
@@ -237,14 +234,9 @@ def _unreadable_message(name: str, data: bytes) -> str:
     )
 
 
-def _load_pil(
-    im: Image.Image, *, path: str | None, sha256: str | None, owned: bool
-) -> LoadedImage:
-    """Decode, validate and convert ``im``; ``sha256=None`` hashes the decoded pixels.
-
-    ``owned``: ``im`` was made here, so an upright RGB image can be used as it is; a caller's
-    image is copied once (a 24 MP copy costs tens of milliseconds: not one more than needed).
-    """
+def _load_pil(im: Image.Image, *, path: str | None, sha256: str | None) -> LoadedImage:
+    """Decode, validate and convert ``im`` (an image no caller holds: a caller's own is copied
+    first, so that an edit never writes into it); ``sha256=None`` hashes the decoded pixels."""
     where = path or "The image"
     try:
         # Counting frames reads every frame header: a damaged later header fails here too.
@@ -271,10 +263,8 @@ def _load_pil(
     icc_profile = im.info.get("icc_profile") or None
     try:
         if im.getexif().get(ExifTags.Base.Orientation, 1) not in (1, None):
-            im, owned = ImageOps.exif_transpose(im), True
+            im = ImageOps.exif_transpose(im)
         rgb, alpha = _to_rgb(im)
-        if rgb is im and not owned:
-            rgb = im.copy()
     except Exception as exc:
         raise ImageInputError(
             f"{where} uses the image mode {mode!r}, which regionedit cannot convert to RGB "
@@ -373,10 +363,10 @@ def _load_array(array: np.ndarray) -> LoadedImage:
             f"Image arrays of dtype {array.dtype} are not supported. Use uint8 (0..255), "
             "uint16 (0..65535) or float in [0, 1]."
         )
-    return _load_pil(Image.fromarray(pixels), path=None, sha256=sha256, owned=True)
+    return _load_pil(Image.fromarray(pixels), path=None, sha256=sha256)
 
 
-def restore_mode(rgb: Image.Image, loaded: LoadedImage, *, copy: bool = True) -> Image.Image:
+def restore_mode(rgb: Image.Image, loaded: LoadedImage) -> Image.Image:
     """Give the edited RGB image back in the input's mode, with its alpha and ICC profile.
 
     Grayscale inputs (1-bit, 8-bit, 16-bit, float) come back as 8-bit "L": the edit is
@@ -384,15 +374,13 @@ def restore_mode(rgb: Image.Image, loaded: LoadedImage, *, copy: bool = True) ->
     back as RGB (RGBA when the palette had transparency): re-quantising to the old palette
     would band the newly generated content, and every format that stores P also stores RGB.
     Alpha-bearing inputs get their original alpha back; CMYK comes back as CMYK. The result
-    carries no EXIF orientation (pixels are already upright). ``copy=False`` lets an RGB
-    result reuse ``rgb`` itself (for a caller that made ``rgb`` and keeps no other use of it).
+    carries no EXIF orientation (pixels are already upright). ``rgb`` itself may be returned
+    (with its ``info`` replaced): pass an image nothing else uses.
     """
     if rgb.size != loaded.size:
         raise ValueError(f"edited image is {rgb.size}, the input was {loaded.size}")
     if rgb.mode != "RGB":
         rgb = rgb.convert("RGB")
-    elif copy:
-        rgb = rgb.copy()
     rgb.info = {}
     mode = loaded.mode
     gray = mode in _GRAY_MODES or mode in ("LA", "La")
@@ -411,48 +399,19 @@ def restore_mode(rgb: Image.Image, loaded: LoadedImage, *, copy: bool = True) ->
     return out
 
 
-def shrink(image: Image.Image, long_side: int) -> Image.Image:
-    """``image`` (RGB or L) scaled down so that its longer side is ``long_side`` px (itself if
-    it is no larger), aspect ratio kept.
+def fit_within(image: Image.Image, long_side: int) -> Image.Image:
+    """``image`` scaled down so that its longer side is ``long_side`` px, aspect ratio kept;
+    ``image`` itself when it is no larger.
 
-    Box-averages by the largest whole factor first, then takes OpenCV's area average over the
-    last less-than-2x: as free of aliasing as LANCZOS and a few times faster. At 24 megapixels
-    the whole-factor step is most of the work; it runs on two halves of the image at once.
+    Box-averages by a whole factor first and resamples the rest with LANCZOS (Pillow's
+    ``reducing_gap``): free of aliasing, and fast enough on a 24-megapixel photo.
     """
     width, height = image.size
     scale = long_side / max(width, height)
     if scale >= 1:
         return image
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    reduced = _reduce(image, (max(1, width // size[0]), max(1, height // size[1])))
-    if reduced.size == size:
-        return reduced
-    import cv2  # only photos larger than the working size get here
-
-    return Image.fromarray(cv2.resize(np.asarray(reduced), size, interpolation=cv2.INTER_AREA))
-
-
-def _reduce(image: Image.Image, factors: tuple[int, int]) -> Image.Image:
-    """``image.reduce(factors)``, the top and bottom halves on two threads when the image is
-    large (Pillow releases the GIL while it averages). Each output pixel averages the same
-    block either way, as the halves meet on a multiple of the row factor."""
-    fx, fy = factors
-    if fx == fy == 1:
-        return image
-    width, height = image.size
-    blocks = -(-height // fy)
-    if width * height < _REDUCE_SPLIT_PIXELS or blocks < 2:
-        return image.reduce(factors)
-    from concurrent.futures import ThreadPoolExecutor
-
-    middle = (blocks // 2) * fy
-    boxes = [(0, 0, width, middle), (0, middle, width, height)]
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="regionedit-reduce") as pool:
-        top, bottom = pool.map(lambda box: image.reduce(factors, box=box), boxes)
-    out = Image.new(image.mode, (top.width, top.height + bottom.height))
-    out.paste(top, (0, 0))
-    out.paste(bottom, (0, top.height))
-    return out
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
 
 
 def _icc_fits(profile: bytes, mode: str) -> bool:

@@ -12,6 +12,7 @@ import base64
 import io
 import logging
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from ._openai_api import (
     explain_failure,
 )
 from .errors import InpaintError, ModelLoadError
+from .inpaint import InpaintRequest
 from .models import DEFAULT_IMAGE_EDIT_MODEL
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -120,6 +122,34 @@ class OpenAIImageInpainter:
                     f"OPENAI_BASE_URL for an OpenAI-compatible server), {_USE_DIFFUSERS}."
                 )
         self._client = LazyClient(self._endpoint, timeout, client)
+
+    # -- the Inpainter contract: one request per call, sizes chosen by the endpoint --------------
+
+    #: the endpoint decides the resolution
+    native_size = None
+
+    def load(self) -> None:
+        """Nothing to load: the model runs at the endpoint."""
+
+    def batch_key(self, request: InpaintRequest) -> None:
+        """The endpoint takes one image per request."""
+        return None
+
+    def inpaint_many(
+        self, requests: Sequence[InpaintRequest], *, batch_size: int = 1
+    ) -> list[Image.Image | InpaintError]:
+        """One request to the endpoint per image; a failed one does not stop the others
+        (:class:`~regionedit.errors.ModelLoadError`, a refused key or model, is raised)."""
+        results: list[Image.Image | InpaintError] = []
+        for request in requests:
+            try:
+                results.append(self.inpaint(
+                    request.image, request.mask, request.prompt, seed=request.seed,
+                    negative_prompt=request.negative_prompt,
+                ))
+            except InpaintError as exc:
+                results.append(exc)
+        return results
 
     def inpaint(
         self,

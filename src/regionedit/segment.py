@@ -13,17 +13,21 @@ import os
 import threading
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Optional, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
 
 from .errors import ModelLoadError, SegmentationError
 from .imageio import LoadedImage
+from . import masks
 from .masks import has_meaningful_alpha
 from .models import DEFAULT_SEGMENT_MODEL
 
-__all__ = ["Segmenter", "RembgSegmenter", "subject_alpha_from_input"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .types import Extent, Region
+
+__all__ = ["Segmenter", "RembgSegmenter", "MaskResult", "subject_alpha_from_input"]
 
 # Where rembg's own models come from, for the "download it yourself" advice.
 _REMBG_RELEASES = "https://github.com/danielgatis/rembg/releases/tag/v0.0.0"
@@ -244,3 +248,56 @@ def subject_alpha_from_input(loaded: LoadedImage) -> np.ndarray | None:
     alpha = loaded.alpha.astype(np.float32)
     alpha /= 255.0
     return alpha
+
+
+class MaskResult:
+    """What :meth:`Editor.mask` returns: the regenerated-region mask and what it was built from.
+
+    Masks are built on a working copy of the image no larger than ``Editor.work_side`` (every
+    segmentation and inpainting model works below that size); :attr:`mask` and
+    :attr:`subject_alpha` give them at the image's own size, scaled up on first use.
+    """
+
+    def __init__(
+        self,
+        work_mask: np.ndarray,
+        work_alpha: np.ndarray,
+        region: "Region",
+        source: str,
+        *,
+        work_image: Image.Image,
+        size: tuple[int, int],
+        extent: "Extent" = "outline",
+        input_alpha: Optional[np.ndarray] = None,
+    ):
+        self.work_mask = work_mask  #: float32, working size, 1 = would be regenerated
+        self.work_alpha = work_alpha  #: float32, working size, soft alpha of the subject
+        self.work_image = work_image  #: the RGB working copy the masks were built on
+        self.region = region
+        self.source = source  #: "input-alpha" or the segmenter's name
+        self.size = size  #: (width, height) of the image
+        #: "outline" or "box": how far the mask reaches past a foreground subject
+        self.extent = extent
+        # the input's own alpha at full size: an exact cut-out edge worth keeping as it is
+        self._input_alpha = input_alpha
+
+    @property
+    def scaled(self) -> bool:
+        """Whether the working copy is smaller than the image."""
+        return self.work_image.size != self.size
+
+    @functools.cached_property
+    def mask(self) -> np.ndarray:
+        """float32 HxW at the image's size, 1 = would be regenerated."""
+        return masks.resize(self.work_mask, self.size) if self.scaled else self.work_mask
+
+    @functools.cached_property
+    def subject_alpha(self) -> np.ndarray:
+        """float32 HxW at the image's size: the subject's soft alpha."""
+        if self._input_alpha is not None:
+            return self._input_alpha
+        return masks.resize(self.work_alpha, self.size) if self.scaled else self.work_alpha
+
+    def image(self) -> Image.Image:
+        """The mask at the image's size as an 8-bit grayscale image (white = regenerated)."""
+        return masks.to_image(self.mask)

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Callable, Iterator, Literal, Optional, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 Region = Literal["foreground", "background"]
 Label = Literal["foreground", "background", "unidentified"]
 #: who decided the region: a classifier, the caller (override), or the unidentified policy
 DecisionSource = Literal["llm", "offline", "override", "policy"]
 UnidentifiedPolicy = Literal["error", "foreground", "background"]
+#: whether an edit keeps the main subject's outline or gives it another one
+Shape = Literal["keep", "change"]
+#: How far a foreground edit's mask reaches: the subject's ``outline`` (grown by a few pixels),
+#: its padded bounding ``box`` as well (room for a subject of another shape), or ``auto``: the
+#: box when the classifier says the edit changes the subject's shape, else the outline.
+Extent = Literal["auto", "outline", "box"]
 
 SIDECAR_SCHEMA = "regionedit.edit/1"
 
@@ -43,28 +51,68 @@ class Classification(BaseModel):
     source: DecisionSource = "llm"
     #: e.g. the LLM model and prompt version, or the offline classifier's version
     classifier: str = ""
+    #: the main subject as the classifier understood it (a short noun phrase; "" when unknown)
+    subject: str = ""
+    #: whether the edit keeps the subject's outline, or needs room for another one
+    shape: Shape = "keep"
 
 
 class EditSettings(BaseModel):
-    """Every knob of one edit. Stored in the sidecar so the edit can be reproduced."""
+    """Every knob of one edit, defined once: its default, its allowed range and what it means.
 
-    model_config = ConfigDict(frozen=True)
+    ``Editor.edit`` takes these as keyword arguments, a batch manifest as columns, the CLI as
+    flags (``--guidance`` for ``guidance_scale``, the others by their names), and the sidecar
+    records them so the edit can be reproduced. A value out of range raises pydantic's
+    ValidationError, which the editor and the CLI turn into
+    :class:`~regionedit.errors.SettingsError`.
+    """
 
-    source: str
-    target: str
-    region: Optional[Region] = None
-    seed: Optional[int] = None
-    steps: int = 30
-    guidance_scale: float = 7.5
-    strength: float = 1.0
-    negative_prompt: Optional[str] = None
-    candidates: int = Field(1, ge=1, le=64)
-    grow: int = Field(6, ge=0, description="pixels the regenerated region reaches past the seam")
-    feather: int = Field(4, ge=0, description="width in pixels of the soft seam")
-    on_unidentified: UnidentifiedPolicy = "error"
-    max_side: Optional[int] = Field(
-        None, description="longest side the model generates at; None = the model's native size"
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    source: str = Field(description="what the image shows now")
+    target: str = Field(description="what it should show")
+    region: Optional[Region] = Field(
+        None, description="the region to regenerate, skipping the classifier"
     )
+    seed: Optional[int] = Field(
+        None, ge=0, le=2**32 - 1, description="random seed (drawn and recorded when not given)"
+    )
+    steps: int = Field(30, ge=1, le=1000, description="denoising steps")
+    guidance_scale: float = Field(7.5, ge=0, le=100, description="guidance scale")
+    strength: float = Field(1.0, gt=0, le=1, description="denoising strength")
+    negative_prompt: Optional[str] = Field(
+        None, description="what the regenerated region must not show"
+    )
+    candidates: int = Field(
+        1, ge=1, le=64, description="variants to generate, with seeds seed, seed+1, ..."
+    )
+    grow: int = Field(
+        6, ge=0, le=512, description="pixels the regenerated region reaches past the seam"
+    )
+    feather: int = Field(4, ge=0, le=512, description="width in pixels of the soft seam")
+    extent: Optional[Extent] = Field(
+        None,
+        description="how far a foreground edit's mask reaches: the subject's outline, its "
+        "padded box too (room for a new shape), or auto: the box when the edit changes the "
+        "subject's shape (default: the editor's, auto)",
+    )
+    on_unidentified: UnidentifiedPolicy = Field(
+        "error",
+        description="what to do when the region cannot be decided: fail (error), or edit the "
+        "foreground or background anyway",
+    )
+    max_side: Optional[int] = Field(
+        None, ge=64, le=8192,
+        description="longest side to generate at (default: the model's native size)",
+    )
+
+    @field_validator("seed", mode="before")
+    @classmethod
+    def _whole_seed(cls, value: Any) -> Any:
+        # pydantic accepts 7.0 for an int; a seed of 7.5 must not quietly become 7
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError("must be a whole number")
+        return value
 
 
 class StageTimings(BaseModel):
@@ -79,6 +127,15 @@ class StageTimings(BaseModel):
     @property
     def total(self) -> float:
         return self.load + self.classify + self.segment + self.inpaint + self.composite
+
+    @contextmanager
+    def measure(self, stage: str) -> Iterator[None]:
+        """Add the seconds spent in the ``with`` block to ``stage``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            setattr(self, stage, getattr(self, stage) + time.perf_counter() - start)
 
 
 class Candidate(BaseModel):
@@ -137,6 +194,7 @@ class EditResult(BaseModel):
             "input": {"path": self.input_path, "sha256": self.input_sha256},
             "region": self.region,
             "classification": self.classification.model_dump(),
+            "mask": {"from": self.mask_result.source, "extent": self.mask_result.extent},
             "settings": self.settings.model_dump(),
             "candidate_seeds": [c.seed for c in self.candidates],
             "models": self.models,
@@ -177,3 +235,42 @@ class EditResult(BaseModel):
             atomic_write_bytes(side_path, (json.dumps(record, indent=2) + "\n").encode())
             written["sidecar"] = side_path
         return written
+
+
+def settings_problem(
+    exc: ValidationError, spell: Callable[[str, Any], str] = lambda name, value: f"{name}={value!r}"
+) -> str:
+    """pydantic's errors about :class:`EditSettings` as one line naming each bad setting, the
+    value it got and what it allows. ``spell(name, value)`` writes a setting as the user wrote
+    it: ``grow=-3`` in Python (the default), ``--grow -3`` on the command line."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else ""
+        if error["type"] == "missing":
+            problems.append(f"{name} is required")
+        elif name in EditSettings.model_fields:
+            problems.append(f"{spell(name, error.get('input'))} must be {allowed_values(name)}")
+        elif error["type"] == "extra_forbidden":
+            problems.append(f"{name!r} is not an edit setting")
+        else:
+            problems.append(f"{name or 'settings'}: {error['msg']}")
+    return "Bad edit setting: " + "; ".join(problems) + "."
+
+
+def allowed_values(name: str) -> str:
+    """What the edit setting ``name`` accepts, in words: "a whole number from 0 to 512"."""
+    field = EditSettings.model_fields[name]
+    kind = field.annotation
+    if get_origin(kind) is Union:  # Optional[X]: what X allows
+        kind = next(arg for arg in get_args(kind) if arg is not type(None))
+    if get_origin(kind) is Literal:
+        return "one of " + ", ".join(str(choice) for choice in get_args(kind))
+    words = {int: "a whole number", float: "a finite number"}.get(kind, "text")
+    # pydantic keeps Field(ge=..., gt=..., le=...) as one metadata object per bound
+    bounds = {key: getattr(b, key) for b in field.metadata for key in ("ge", "gt", "le")
+              if getattr(b, key, None) is not None}
+    if "ge" in bounds and "le" in bounds:
+        return f"{words} from {bounds['ge']} to {bounds['le']}"
+    low = f" from {bounds['ge']}" if "ge" in bounds else ""
+    low = f" above {bounds['gt']}" if "gt" in bounds else low
+    return words + low + (f", at most {bounds['le']}" if "le" in bounds else "")

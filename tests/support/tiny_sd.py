@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from regionedit.inpaint import DiffusersInpainter
+from regionedit.inpaint_diffusers import DiffusersInpainter
 
 #: UNet latent size 32 and a VAE that halves once give a native generation size of 64 px.
 TINY_NATIVE_SIZE = 64
@@ -105,7 +105,7 @@ def tiny_sd_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_inpainter(tiny_sd_path: Path) -> DiffusersInpainter:
-    """A loaded :class:`regionedit.inpaint.DiffusersInpainter` on the tiny pipeline, on CPU."""
+    """A loaded :class:`regionedit.inpaint_diffusers.DiffusersInpainter` on the tiny pipeline, on CPU."""
     inpainter = DiffusersInpainter(tiny_sd_path, device="cpu")
     inpainter.load()
     return inpainter
