@@ -7,11 +7,13 @@ python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 
-# torch goes in first, at a version that exists for every platform: left to the resolver, a
-# range can pull a multi-gigabyte build that does not fit the machine. Override for your CUDA:
-#   REGIONEDIT_TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+# torch goes in first, in the build this machine can use (scripts/torch-spec.sh: CUDA where an
+# NVIDIA GPU is present, CPU otherwise; REGIONEDIT_TORCH overrides): left to the resolver, a
+# range pulls the multi-gigabyte CUDA build even where there is no GPU.
+torch_args=$(bash scripts/torch-spec.sh)
+echo "installing $torch_args"
 # shellcheck disable=SC2086
-.venv/bin/pip install --quiet ${REGIONEDIT_TORCH:-torch==2.13.0}
+.venv/bin/pip install --quiet $torch_args
 .venv/bin/pip install --quiet -e '.[dev]'
 
 # rembg's first import compiles numba code (about a minute); pay it here, not in the first edit.

@@ -232,10 +232,9 @@ def _cast_samples(
 
     reach = gap + band
     # The ring lies within ``reach`` of the region, so only that box is measured. Chessboard
-    # distance (two raster passes, ~2x faster than Euclidean) never exceeds the Euclidean one,
-    # so every ring pixel is at least ``gap`` px from the region, as the spill needs; the ring
-    # is a sample of kept pixels, and its exact shape does not matter. (The region is not
-    # empty here, so there is a box.)
+    # distance never exceeds the Euclidean one, so every ring pixel is at least ``gap`` px from
+    # the region, as the spill needs; the ring is a sample of kept pixels, and its exact shape
+    # does not matter. (The region is not empty here, so there is a box.)
     left, top, right, bottom = crop_box(region, padding=reach) or (0, 0, *region.shape[::-1])
     window = np.s_[top:bottom, left:right]
     distance = cv2.distanceTransform((~region[window]).astype(np.uint8), cv2.DIST_C, 3)
