@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional, Sequence
 
 from . import __version__
-from .errors import OutputError, RegionEditError, SettingsError
+from .errors import OutputError, RegionEditError, SettingsError, speaking_cli
 from .models import DEFAULT_IMAGE_EDIT_MODEL, DEFAULT_INPAINT_MODEL, DEFAULT_LLM_MODEL
 from .models import DEFAULT_SEGMENT_MODEL
 
@@ -489,20 +489,22 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    _configure_logging(args.verbose)
-    handler: Callable[[argparse.Namespace], int] = args.handler
-    try:
-        return handler(args)
-    except RegionEditError as exc:
-        if args.verbose:
-            log.exception("failed")
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    with speaking_cli():
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        _configure_logging(args.verbose)
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        try:
+            return handler(args)
+        except RegionEditError as exc:
+            if args.verbose:
+                log.exception("failed")
+            # one line, whatever the message: a log or a script reads the last line
+            print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,12 @@ Every message ends with what the user can do next; callers can catch
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 __all__ = [
+    "option",
+    "speaking_cli",
     "RegionEditError",
     "ImageInputError",
     "DescriptionError",
@@ -20,6 +25,29 @@ __all__ = [
     "LabelledDataError",
     "ManifestError",
 ]
+
+
+# How messages name an option: by its Python argument, unless the command line is running (a
+# global, not a context variable: errors raised on a batch's worker threads must speak the same).
+_CLI = False
+
+
+@contextlib.contextmanager
+def speaking_cli() -> Iterator[None]:
+    """Within this block, error messages name command-line flags instead of Python arguments
+    (the ``regionedit`` command runs inside it)."""
+    global _CLI
+    before, _CLI = _CLI, True
+    try:
+        yield
+    finally:
+        _CLI = before
+
+
+def option(argument: str, flag: str) -> str:
+    """An option as the user spells it where they are: ``argument`` (``max_pixels=...``) in
+    Python, ``flag`` (``--max-pixels``) on the command line."""
+    return flag if _CLI else argument
 
 
 class RegionEditError(Exception):
@@ -71,10 +99,11 @@ class UnidentifiedRegionError(RegionEditError):
         self.source = source
         self.target = target
         self.reason = reason
+        region = option("region='foreground' or region='background'", "--region")
+        policy = option("on_unidentified='foreground'|'background'", "--on-unidentified")
         super().__init__(
             f"Could not tell which region to edit for {source!r} -> {target!r}: {reason}. "
-            "Pass region='foreground' or region='background' (CLI: --region), or choose a policy "
-            "with on_unidentified='foreground'|'background' (CLI: --on-unidentified)."
+            f"Pass {region}, or choose what to do then with {policy}."
         )
 
 

@@ -25,7 +25,7 @@ from typing import Any, BinaryIO, Callable, Union
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
-from .errors import ImageInputError, OutputError
+from .errors import ImageInputError, OutputError, option
 
 __all__ = [
     "ImageLike",
@@ -199,7 +199,8 @@ def _load_file(path: Path, limit: int | None) -> LoadedImage:
             raise ImageInputError(
                 f"{name} is too large: it declares more than {limit:,} pixels, which could "
                 f"exhaust memory (a 'decompression bomb'). If you trust the file, raise the "
-                f"limit with max_pixels=... or {MAX_PIXELS_ENV}=<pixels>.",
+                f"limit with {option('max_pixels=...', '--max-pixels')} or "
+                f"{MAX_PIXELS_ENV}=<pixels>.",
                 path=name,
             ) from None
         except Image.UnidentifiedImageError:

@@ -17,7 +17,7 @@ import math
 import numpy as np
 from PIL import Image
 
-from .errors import SegmentationError
+from .errors import SegmentationError, option
 
 __all__ = [
     "BOX_PADDING_SHARE",
@@ -52,11 +52,13 @@ CROP_PADDING_FRACTION = 0.25
 #: share of pixels that must be transparent, and opaque, for an input alpha to count as a matte
 MEANINGFUL_ALPHA_SHARE = 0.01
 
-_RETRY_ADVICE = (
-    "Try another segmentation model (e.g. 'isnet-general-use' or 'birefnet-general'), supply "
-    "the subject yourself as the alpha channel of an RGBA (PNG) input, or, if the wrong region "
-    "was chosen, pass region='foreground' or region='background' (CLI: --region)."
-)
+def _retry_advice() -> str:
+    model = option("segment_model='birefnet-general'", "--segment-model birefnet-general")
+    region = option("region='foreground' or region='background'", "--region")
+    return (
+        f"Try another segmentation model ({model}), supply the subject yourself as the alpha "
+        f"channel of an RGBA (PNG) input, or, if the wrong region was chosen, pass {region}."
+    )
 
 
 def binarize(alpha: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -165,12 +167,12 @@ def check_coverage(
     if share < min_fraction:
         raise SegmentationError(
             f"The {what} is empty ({share:.2%} of the image): the segmenter found no subject. "
-            + _RETRY_ADVICE
+            + _retry_advice()
         )
     if share > max_fraction:
         raise SegmentationError(
             f"The {what} covers the whole image ({share:.2%}): the segmenter found no "
-            "separate subject and background. " + _RETRY_ADVICE
+            "separate subject and background. " + _retry_advice()
         )
 
 

@@ -17,7 +17,7 @@ from typing import Any, Iterator, Literal, Optional, Union
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from ..errors import ImageInputError, ManifestError, OutputError
+from ..errors import ImageInputError, ManifestError, OutputError, option
 from ..types import EditSettings, output_paths, settings_problem
 from .pipeline import DEFAULT_BATCH_SIZE, BatchItem, BatchPolicy
 
@@ -211,10 +211,11 @@ def plan_manifest(
             )
         )
     if strict and plan.rejected:
+        rows = "; ".join(f"line {r.line}: {r.error}" for r in plan.rejected)
+        strict_option = option("strict=True", "--strict")
         raise ManifestError(
-            f"{manifest} has {len(plan.rejected)} row(s) that cannot run; nothing was done:\n"
-            + "\n".join(f"  line {r.line}: {r.error}" for r in plan.rejected)
-            + "\nFix these rows, or run without --strict to edit the valid rows only."
+            f"{manifest} has {len(plan.rejected)} row(s) that cannot run ({rows}); nothing was "
+            f"done. Fix these rows, or run without {strict_option} to edit the valid rows only."
         )
     return _resolve_output_clashes(plan)
 
