@@ -14,6 +14,8 @@ Label = Literal["foreground", "background", "unidentified"]
 #: who decided the region: a classifier, the caller (override), or the unidentified policy
 DecisionSource = Literal["llm", "offline", "override", "policy"]
 UnidentifiedPolicy = Literal["error", "foreground", "background"]
+#: whether a foreground edit keeps the subject's outline or needs room beyond it
+Shape = Literal["keep", "change"]
 
 SIDECAR_SCHEMA = "regionedit.edit/1"
 
@@ -43,6 +45,12 @@ class Classification(BaseModel):
     source: DecisionSource = "llm"
     #: e.g. the LLM model and prompt version, or the offline classifier's version
     classifier: str = ""
+    #: the main subject as the classifier read it, a short noun phrase ("" when not known)
+    subject: str = ""
+    #: "change" when a foreground edit needs room beyond the subject's outline (another thing
+    #: in its place, a new pose, something worn or held reaching past it, the subject removed);
+    #: "keep" for edits inside the outline, and for every background or unidentified edit
+    shape: Shape = "keep"
 
 
 class EditSettings(BaseModel):
