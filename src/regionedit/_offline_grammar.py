@@ -194,6 +194,18 @@ class Chunk:
     role: Role = "scene"
 
 
+@dataclass
+class _Reading:
+    """Where a left-to-right reading of the chunks stands."""
+
+    #: the last chunk with content
+    previous: Chunk | None = None
+    #: no preposition, verb or "with" since the subject: "and" adds to the subject
+    in_subject_phrase: bool = True
+    #: the chunk just read is a verb alone ("playing *with balls*")
+    after_verb: bool = False
+
+
 class Description:
     """One description: words, stems, what kind of thing each word names, chunks and roles."""
 
@@ -298,24 +310,24 @@ class Description:
 
     def _frame_end(self) -> int:
         """How many leading chunks frame the picture: "a watercolor painting of", "an aerial
-        view of", "anime, ..."; their words are style (or view), the subject comes after."""
+        view of", a leading tag "anime, ..."; the subject comes after them."""
         for c, chunk in enumerate(self.chunks):
             if chunk.opener not in ("start", "conj", "of"):
                 return 0
-            words = range(chunk.start, chunk.end)
             if chunk.opener == "of" and c > 0:
                 framed = range(0, chunk.start)
-                if any(self.marks["style"][k] or self.marks["view"][k] for k in framed):
-                    return c
-                return 0
-            # a leading tag: "anime, the garden, ..."
-            if chunk.content and all(self.marks["style"][k] for k in chunk.content):
-                following = self.chunks[c + 1] if c + 1 < len(self.chunks) else None
-                if following is not None and self.words[following.start] == ",":
-                    for k in words:
-                        self.role[k] = "style"
-                    chunk.role = "style"
-                    return c + 1 if c == 0 else 0
+                named = any(self.marks["style"][k] or self.marks["view"][k] for k in framed)
+                return c if named else 0
+            following = self.chunks[c + 1] if c + 1 < len(self.chunks) else None
+            tag = (
+                c == 0
+                and chunk.content
+                and all(self.marks["style"][k] for k in chunk.content)
+                and following is not None
+                and self.words[following.start] == ","
+            )
+            if tag:
+                return 1
         return 0
 
     def _assign_roles(self) -> None:
@@ -326,79 +338,88 @@ class Description:
             chunk.role = frame_role
         for k in framed:
             self.role[k] = frame_role
-        previous: Chunk | None = None  # the last chunk with content
-        in_subject_phrase = True  # no preposition, verb or "with" since the subject
-        after_verb = False  # the chunk before is a verb alone ("playing *with balls*")
+        reading = _Reading()
         for c in range(frame, len(self.chunks)):
             chunk = self.chunks[c]
             opener = "start" if c == frame else chunk.opener
-            before = previous.role if previous is not None else None
-            follows_verb, after_verb = after_verb, opener == "verb" and chunk.head is None
+            follows_verb = reading.after_verb
+            reading.after_verb = opener == "verb" and chunk.head is None
             if opener == "verb":
-                in_subject_phrase = False
-                # "with a plane flying overhead", "and a boy is sitting": that thing's verb
-                owner_is_scene = (
-                    previous is not None and previous.role == "scene"
-                    and previous.opener in ("with", "conj")
-                )
-                verb_role: Role = "scene" if owner_is_scene else "pose"
-                # "made of", "covered in" describe the noun just before them: the subject or
-                # what it wears ("a plant made of paper"), or a place ("a porch covered in
-                # snow"); after a comma, the subject again ("a lighthouse, made of lego")
-                after_comma = self.words[chunk.start - 1] == "," if chunk.start else False
-                described: Role = "scene" if before == "scene" and not after_comma else "part"
-                for k in range(chunk.start, chunk.end):
-                    if verb_role == "pose" and self.words[k] in _WEARING:
-                        self.role[k] = "part"
-                    elif verb_role == "pose" and self.words[k] in _DESCRIBING:
-                        self.role[k] = described
-                    else:
-                        self.role[k] = verb_role
-                if chunk.head is None:
-                    continue
-                # what the verb acts on: held, worn, ridden... unless it is a place
-                chunk.role = "scene" if owner_is_scene or self._is_place(chunk.head) else "part"
-                object_start = next(k for k in range(chunk.start, chunk.end) if not self.verb[k])
-                for k in range(object_start, chunk.end):
-                    self.role[k] = chunk.role
-                previous = chunk
+                reading.in_subject_phrase = False
+                self._read_verb(chunk, reading.previous)
+                if chunk.head is not None:
+                    reading.previous = chunk
                 continue
-            elif chunk.head is None:
+            before = reading.previous.role if reading.previous is not None else None
+            if chunk.head is None:
                 # a link word with nothing after it: "with a jacket *on*", "hands *up*"
-                chunk.role = "pose" if opener == "prep" and before == "part" else (before or "subject")
+                chunk.role = "pose" if opener == "prep" and before == "part" else before or "subject"
                 continue
-            elif not self.subject_chunks and (
-                opener in ("start", "aux") or (opener in ("conj", "of") and in_subject_phrase)
-            ):
-                scene = self._only_weather_or_light(chunk) or self._is_place(chunk.head) and (
-                    self.stems[chunk.head] in BACKDROP_WORDS
-                )
-                chunk.role = "scene" if scene else "subject"
-            elif opener == "of" and follows_verb:
-                # "made of lego": what the verb before it names, like a verb's object
-                verb = self.chunks[c - 1]
-                owner_is_scene = self.role[verb.end - 1] == "scene"
-                chunk.role = "scene" if owner_is_scene or self._is_place(chunk.head) else "part"
-            elif opener in ("of", "rel"):
-                chunk.role = before or "scene"
-            elif opener in ("conj", "aux"):
-                joined_subject = before == "subject" and (in_subject_phrase or opener == "aux")
-                if self.stems[chunk.head] in BACKDROP_WORDS:  # "easter eggs, dark background"
-                    chunk.role = "scene"
-                else:
-                    chunk.role = "subject" if joined_subject else before or "scene"
-            elif opener == "with":
-                in_subject_phrase = False
-                chunk.role = self._with_role(chunk, "scene" if follows_verb else before)
-            else:  # a place preposition, or a phrase before any subject
-                in_subject_phrase = False
-                chunk.role = self._prep_role(chunk, before)
+            if opener in ("prep", "with"):
+                reading.in_subject_phrase = False
+            chunk.role = self._role_of(chunk, opener, before, reading, follows_verb)
             if chunk.role == "subject":
                 self.subject_chunks.append(c)
             for k in range(chunk.start, chunk.end):
                 self.role[k] = chunk.role
-            previous = chunk
+            reading.previous = chunk
         self._mark_backdrop_idiom()
+
+    def _role_of(
+        self, chunk: Chunk, opener: str, before: Role | None, reading: _Reading, follows_verb: bool
+    ) -> Role:
+        """The role of a chunk with content that no verb opens."""
+        head = chunk.head
+        assert head is not None
+        starts_subject = opener in ("start", "aux") or (
+            opener in ("conj", "of") and reading.in_subject_phrase
+        )
+        if not self.subject_chunks and starts_subject:
+            backdrop = self.stems[head] in BACKDROP_WORDS
+            return "scene" if backdrop or self._only_weather_or_light(chunk) else "subject"
+        if opener == "of" and follows_verb:
+            # "made of lego": what the verb before it names, like a verb's object
+            verb = self.chunks[self.chunk_of[chunk.start] - 1]
+            owner_is_scene = self.role[verb.end - 1] == "scene"
+            return "scene" if owner_is_scene or self._is_place(head) else "part"
+        if opener in ("of", "rel"):
+            return before or "scene"
+        if opener in ("conj", "aux"):
+            if self.stems[head] in BACKDROP_WORDS:  # "easter eggs, candle, dark background"
+                return "scene"
+            joined = before == "subject" and (reading.in_subject_phrase or opener == "aux")
+            return "subject" if joined else before or "scene"
+        if opener == "with":
+            return self._with_role(chunk, "scene" if follows_verb else before)
+        return self._prep_role(chunk, before)  # a place preposition
+
+    def _read_verb(self, chunk: Chunk, previous: Chunk | None) -> None:
+        """Roles of a verb and what it acts on: the subject's pose and what it holds, wears or
+        rides ("holding *a flower*"), unless the verb is another thing's ("with a plane
+        *flying* overhead", "and a boy *is sitting*") or acts on a place ("climbing a hill")."""
+        before = previous.role if previous is not None else None
+        owner_is_scene = before == "scene" and previous is not None and (
+            previous.opener in ("with", "conj")
+        )
+        verb_role: Role = "scene" if owner_is_scene else "pose"
+        # "made of", "covered in" describe the noun just before them: the subject or what it
+        # wears ("a plant made of paper"), or a place ("a porch covered in snow"); after a
+        # comma, the subject again ("a lighthouse, made of lego")
+        after_comma = chunk.start > 0 and self.words[chunk.start - 1] == ","
+        described: Role = "scene" if before == "scene" and not after_comma else "part"
+        for k in range(chunk.start, chunk.end):
+            if verb_role == "pose" and self.words[k] in _WEARING:
+                self.role[k] = "part"
+            elif verb_role == "pose" and self.words[k] in _DESCRIBING:
+                self.role[k] = described
+            else:
+                self.role[k] = verb_role
+        if chunk.head is None:
+            return
+        chunk.role = "scene" if owner_is_scene or self._is_place(chunk.head) else "part"
+        object_start = next(k for k in range(chunk.start, chunk.end) if not self.verb[k])
+        for k in range(object_start, chunk.end):
+            self.role[k] = chunk.role
 
     def _is_place(self, i: int | None) -> bool:
         if i is None:
@@ -471,9 +492,9 @@ class Description:
 
     def _belongs_to_a_body(self, chunk: Chunk) -> bool:
         """A part of the subject whatever follows: worn, a part of its body or of itself."""
-        return chunk.role == "part" and any(
-            self.marks[name][chunk.head or 0]
-            for name in ("wearable", "body_part", "inside_outline")
+        head = chunk.head
+        return chunk.role == "part" and head is not None and any(
+            self.marks[name][head] for name in ("wearable", "body_part", "inside_outline")
         )
 
     def _mark_words(self) -> None:
@@ -547,8 +568,11 @@ class Description:
         first = self.chunks[self.subject_chunks[0]]
         last = first
         for c in self.subject_chunks[1:]:
-            if self.chunks[c].opener in ("conj", "of") and c == self.chunk_of[last.end - 1] + 1:
-                last = self.chunks[c]
+            chunk = self.chunks[c]
+            joined = chunk.opener in ("conj", "of") and c == self.chunk_of[last.end - 1] + 1
+            if not joined or self.role[chunk.head or chunk.start] in ("style", "view"):
+                break  # "the witcher 3, fantasy art": the tag is no part of the subject
+            last = chunk
         words = [w for w in self.words[first.start : last.end] if w not in _AUXILIARIES]
         while words and (words[0] in _CONJUNCTIONS or words[0] == "of"):
             words = words[1:]
