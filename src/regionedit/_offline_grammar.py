@@ -242,7 +242,9 @@ class Description:
             self.marks[name][i] for name in ("setting", "building", "style", "wearable")
         ):
             return False
-        if len(word) > 4 and word.endswith("ed") and following in _AFTER_PARTICIPLE:
+        if (word.endswith("ed") or word in _DESCRIBING) and following in _AFTER_PARTICIPLE:
+            return len(word) > 3  # "covered in", "made of"; not "red in"
+        if word in _WEARING:
             return True
         if len(word) > 4 and word.endswith("ing"):
             describes = (
@@ -513,6 +515,12 @@ class Description:
                 self.role[i] = "weather"
             elif self.marks["direction"][i] and self.role[i] in ("scene", "part"):
                 self.role[i] = "pose"
+
+    def made_of(self, i: int) -> bool:
+        """Whether word ``i`` is in what a describing participle names, the stuff a thing is
+        made of or covered with ("made of *wool*", "covered in *gold*")."""
+        start = self.chunks[self.chunk_of[i]].start
+        return start > 0 and self.words[start - 1] in _DESCRIBING
 
     def _heads_the_subject(self, i: int) -> bool:
         return self.role[i] == "subject" and self.chunks[self.chunk_of[i]].head == i

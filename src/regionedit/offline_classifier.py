@@ -302,7 +302,9 @@ def _attached_thing(d: Description, i: int) -> bool:
 
 def _inside_outline(d: Description, i: int) -> bool:
     """Whether the attached thing word ``i`` belongs to stays inside the subject's outline:
-    walks back from "in her hair" or "of a tulip" to what they hang on."""
+    what it is made of or covered with, or what "in her hair" or "of a tulip" hang on."""
+    if d.made_of(i):
+        return True
     c = d.chunk_of[i]
     while c > 0 and d.chunks[c].opener in ("of", "prep") and d.chunks[c - 1].role == "part":
         c -= 1
