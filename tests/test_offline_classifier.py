@@ -218,28 +218,27 @@ def test_quality_on_pie_bench_dev_split(classifier):
         ("a plant in front of a white wall", "a plant in front of a red wall", "background",
          "keep"),
         ("a woman leaning against a car", "a woman leaning against a wall", "background", "keep"),
-        ("a lion in a suit sitting at a table with a laptop",
-         "a lion in a suit sitting at a table", "background", "keep"),
-        ("a cat sitting on a red blanket", "a cat sitting on a blue blanket", "background",
+        ("a man in a coat sitting at a desk with a lamp", "a man in a coat sitting at a desk",
+         "background", "keep"),
+        ("a puppy lying on a green towel", "a puppy lying on a yellow towel", "background",
          "keep"),
         # weather around an unchanged subject
         ("a fox sitting in the snow", "a fox sitting in the rain", "background", "keep"),
         # the subject itself: what it is, its colour and material, its pose, what it wears
-        ("a cat sitting on a wooden chair", "a dog sitting on a wooden chair", "foreground",
-         "change"),
-        ("a white horse running in a field", "a golden horse running in a field", "foreground",
+        ("a fox sitting on a log", "a wolf sitting on a log", "foreground", "change"),
+        ("a white car parked on a street", "a red car parked on a street", "foreground",
          "keep"),
         ("a wooden chair in a room", "a metal chair in a room", "foreground", "keep"),
-        ("a greyhound running through the grass", "a greyhound jumping through the grass",
-         "foreground", "change"),
+        ("a whippet running across a field", "a whippet jumping across a field", "foreground",
+         "change"),
         ("a man standing on a hill", "a man wearing a tall hat standing on a hill",
          "foreground", "change"),
         ("a round cake on a plate", "a square cake on a plate", "foreground", "change"),
         ("a woman with brown hair", "a woman with blonde hair", "foreground", "keep"),
         ("a smiling baby in a crib", "a crying baby in a crib", "foreground", "keep"),
         # removing the subject, or one of a group that is the subject
-        ("a seal pup on the beach", "the beach", "foreground", "change"),
-        ("a cat and a plant", "a plant", "foreground", "change"),
+        ("a sailboat on a lake", "a lake", "foreground", "change"),
+        ("a cup and a saucer", "a saucer", "foreground", "change"),
         ("a woman holding a coconut", "a woman", "foreground", "change"),
         # the whole picture: time of day, camera framing, medium
         ("a car on a mountain road", "a car on a mountain road at night", "unidentified",
@@ -258,9 +257,9 @@ def test_the_answer_names_the_main_subject(classifier):
     assert classifier.classify("a black cat on a sofa", "a white cat on a sofa").subject == (
         "a black cat"
     )
-    result = classifier.classify("a cup of coffee and a notebook on a bed",
-                                 "a cup of tea and a notebook on a bed")
-    assert result.subject == "a cup of coffee and a notebook"
-    assert "a cup of coffee and a notebook" in result.reason
+    result = classifier.classify("a camera and a notebook on a bed",
+                                 "a camera and a diary on a bed")
+    assert result.subject == "a camera and a notebook"
+    assert "a camera and a notebook" in result.reason
     assert classifier.classify("a dog on grass", "a dog on grass").subject == "a dog"
 

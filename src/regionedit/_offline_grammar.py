@@ -9,11 +9,11 @@ place preposition, a verb, "with", "and", "of", ...). Read left to right, each c
   dog lying on the grass"), with the phrases coordinated with it ("a camera and a notebook")
   and what it is made of or holds ("a cup of coffee");
 - ``part``: what is attached to the subject: worn, held, part of its body ("a woman *with
-  glasses*", "a man *in a blue suit*", "*holding a flower*", "with flowers *in her hair*");
+  glasses*", "a man *in a blue suit*", "*holding a flower*", "with a ribbon *in her hair*");
 - ``pose``: the subject's own verbs and the direction it faces ("*sitting*", "looking *at the
   camera*");
 - ``scene``: everything else: where the subject is and every other thing in the picture ("on a
-  table *with a laptop*", "in front of a spaceship");
+  table *with a laptop*", "in front of a fountain");
 - ``style`` / ``view``: a leading frame naming the medium or the camera's framing ("a watercolor
   painting of", "an aerial view of").
 
@@ -72,7 +72,7 @@ _OWN_PLURALS = frozenset({"woods", "glasses", "sunglasses", "clothes", "stairs",
 #: words that make the whole phrase they are in a backdrop
 BACKDROP_WORDS = frozenset({"background", "backdrop", "scenery", "surroundings", "bg"})
 _STYLE_WORDS = frozenset({"style", "styled"})
-#: what a phrase attached to a part can stand on: "with drawings *on them*", "*on top*"
+#: what a phrase attached to a part can stand on: "with stickers *on them*", "*on top*"
 _ON_ITSELF = frozenset({"it", "them", "top", "itself", "themselves", "him", "her"})
 #: words that point back to a thing already named ("on *its* head", "on *the* roof")
 _DEFINITE = frozenset("the its his her their".split())
@@ -156,7 +156,7 @@ class Lexicon:
     def mark(self, section: str, stems: list[str]) -> list[bool]:
         """Which positions of ``stems`` fall in an entry of ``section`` (longest entry first).
 
-        Two words written apart also match a one-word entry ("wonder land" -> "wonderland").
+        Two words written apart also match a one-word entry ("sea shore" -> "seashore").
         """
         entries = self.sections[section]
         marked = [False] * len(stems)
@@ -202,7 +202,7 @@ class _Reading:
     previous: Chunk | None = None
     #: no preposition, verb or "with" since the subject: "and" adds to the subject
     in_subject_phrase: bool = True
-    #: the chunk just read is a verb alone ("playing *with balls*")
+    #: the chunk just read is a verb alone ("chatting *with friends*")
     after_verb: bool = False
 
 
@@ -300,7 +300,7 @@ class Description:
                 chunks[-1].end = i + 1
         for chunk in chunks:
             chunk.content = [k for k in range(chunk.start, chunk.end) if self.is_content(k)]
-            # the noun, not a direction or a state after it ("a goat facing *backward*",
+            # the noun, not a direction or a state after it ("a horse facing *left*",
             # "with its wings *spread*")
             nouns = list(chunk.content)
             while len(nouns) > 1 and (
@@ -354,7 +354,7 @@ class Description:
                 continue
             before = reading.previous.role if reading.previous is not None else None
             if chunk.head is None:
-                # a link word with nothing after it: "with a jacket *on*", "hands *up*"
+                # a link word with nothing after it: "with a hat *on*", "arms *up*"
                 chunk.role = "pose" if opener == "prep" and before == "part" else before or "subject"
                 continue
             if opener in ("prep", "with"):
@@ -387,7 +387,7 @@ class Description:
         if opener in ("of", "rel"):
             return before or "scene"
         if opener in ("conj", "aux"):
-            if self.stems[head] in BACKDROP_WORDS:  # "easter eggs, candle, dark background"
+            if self.stems[head] in BACKDROP_WORDS:  # "shells, pebbles, dark background"
                 return "scene"
             joined = before == "subject" and (reading.in_subject_phrase or opener == "aux")
             return "subject" if joined else before or "scene"
@@ -398,7 +398,7 @@ class Description:
     def _read_verb(self, chunk: Chunk, previous: Chunk | None) -> None:
         """Roles of a verb and what it acts on: the subject's pose and what it holds, wears or
         rides ("holding *a flower*"), unless the verb is another thing's ("with a plane
-        *flying* overhead", "and a boy *is sitting*") or acts on a place ("climbing a hill")."""
+        *flying* overhead", "and a man *is fishing*") or acts on a place ("climbing a hill")."""
         before = previous.role if previous is not None else None
         owner_is_scene = before == "scene" and previous is not None and (
             previous.opener in ("with", "conj")
@@ -449,12 +449,12 @@ class Description:
         if before == "part" or (before == "subject" and not self.landscape):
             return "part"
         if before == "subject" and self.is_("inside_outline", head):
-            return "part"  # "a farm with a thatched roof"
+            return "part"  # "a barn with a red roof"
         return "scene"
 
     def _prep_role(self, chunk: Chunk, before: Role | None) -> Role:
         """A place phrase says where the subject is (scene), unless it says where a part is
-        ("with flowers *in her hair*"), is worn ("a man *in a blue suit*"), or is the direction
+        ("with a ribbon *in her hair*"), is worn ("a man *in a blue suit*"), or is the direction
         the subject faces ("looking *at the camera*")."""
         head = chunk.head
         if self.is_("direction", head):
@@ -470,14 +470,14 @@ class Description:
             return "part"
         if before == "subject" and self.is_("body_part", head):
             return "pose"  # "standing on one leg", "sleeping on its back"
-        worn = self.is_("wearable", head) or self.is_("colour", head)  # "a woman in white"
+        worn = self.is_("wearable", head) or self.is_("colour", head)  # "a bride in white"
         if before in ("subject", "part") and self.words[chunk.start] == "in" and worn:
             return "part"
         return "scene"
 
     def _mark_backdrop_idiom(self) -> None:
-        # "with mountains in the background", "with the words 2023 and a graph in the
-        # background": what is in the background is scene, back to the "with" it hangs on
+        # "with mountains in the background", "with a lake and a boat in the background":
+        # what is in the background is scene, back to the "with" it hangs on
         for c, chunk in enumerate(self.chunks):
             idiom = [w for w in self.words[chunk.start : chunk.end] if w != "the"]
             if idiom not in (["in", "background"], ["in", "distance"]):
@@ -546,8 +546,8 @@ class Description:
         if previous is not None and previous.head is not None:
             if self.stems[previous.head] in _STYLE_WORDS and chunk.opener == "of":
                 return True  # "in the style of van gogh"
-        # a trailing tag (", digital art", "in watercolor", "... aerial photography"), not a
-        # thing the subject is in front of or next to ("in front of a painting")
+        # a trailing tag (", digital art", "in watercolor", "... macro photography"), not a
+        # thing the subject is in front of or next to ("next to a painting")
         links = [k for k in range(chunk.start, chunk.content[0]) if self._link(k)]
         single = len(links) == 1 and self.words[links[0]] in {",", "in", "as", "by"}
         ends_a_place_phrase = (
@@ -570,7 +570,7 @@ class Description:
 
     @property
     def subject_text(self) -> str:
-        """The main subject's noun phrase as written ("a black cat", "a cat and a plant")."""
+        """The main subject's noun phrase as written ("a black cat", "a cup and a saucer")."""
         if not self.subject_chunks:
             return ""
         first = self.chunks[self.subject_chunks[0]]
@@ -579,7 +579,7 @@ class Description:
             chunk = self.chunks[c]
             joined = chunk.opener in ("conj", "of") and c == self.chunk_of[last.end - 1] + 1
             if not joined or self.role[chunk.head or chunk.start] in ("style", "view"):
-                break  # "the witcher 3, fantasy art": the tag is no part of the subject
+                break  # "a castle, fantasy art": the tag is no part of the subject
             last = chunk
         words = [w for w in self.words[first.start : last.end] if w not in _AUXILIARIES]
         while words and (words[0] in _CONJUNCTIONS or words[0] == "of"):

@@ -7,8 +7,8 @@ the grass": the dog). :mod:`regionedit._offline_grammar` reads each description 
 and a word diff (``difflib``) finds what changed. Then:
 
 - a change on the subject, on what it wears or holds or on its pose ("a cat" -> "a dog", "a
-  white horse" -> "a golden horse", "a man" -> "a man with a hat") is **foreground**, and so is
-  removing the subject ("a seal pup on the beach" -> "the beach");
+  white car" -> "a red car", "a man" -> "a man with a hat") is **foreground**, and so is
+  removing the subject ("a sailboat on a lake" -> "a lake");
 - a change anywhere else is **background**: the place, the ground, walls, the sky, the weather
   around an unchanged subject, and any other thing, added, removed or changed ("a red apple" ->
   "a red apple and a bird": the apple stays the subject, the bird joins the scene);
@@ -134,7 +134,7 @@ class OfflineClassifier:
             if role in roles:
                 return decision("unidentified", reason)
         if before and after and not before & after and after <= said[0]:
-            # "a seal pup on the beach" -> "the beach": what was around it is all that is left
+            # "a sailboat on a lake" -> "a lake": what was around it is all that is left
             return decision("foreground", f"{the_subject} is removed", "change")
         if after and after < before:
             return decision("foreground", "part of the main subject is removed", "change")
@@ -220,7 +220,7 @@ def _changes(src: Description, tgt: Description) -> list[_Change]:
                 # "a man with a mustache" -> "a man without a mustache": what it opens goes
                 roles = {src.chunks[src.chunk_of[i1]].role} if i1 < len(src.words) else set()
             elif any(d.verb[i] or d.marks["place_preposition"][i] for d, span in sides for i in span):
-                roles = {"pose"}  # "on a towel" -> "under a towel": the subject moved
+                roles = {"pose"}  # "on a chair" -> "under a chair": the subject moved
             else:
                 continue  # articles and the like
         if _more_of_them(src, removed, tgt, added):
