@@ -63,7 +63,7 @@ _MAX_ANSWER_TOKENS = 2048
 #: value for gpt-6-luna. The answer is one line whose reason the model writes before its label,
 #: so no reasoning pass is needed: "none" is asked first, and a server that refuses a value
 #: gets the next one (the lowest of those it says it supports, when it lists them).
-REASONING_EFFORTS = ("none", "minimal", "low")
+_REASONING_EFFORTS = ("none", "minimal", "low")
 
 # where the user changes each setting, named in error messages
 _MODEL_SETTING = "--llm-model, REGIONEDIT_LLM_MODEL or Editor(llm_model=...)"
@@ -384,7 +384,7 @@ class _RequestShape:
         self.json_schema = True
         self.temperature = True
         self.token_cap = True
-        self.effort: str | None = REASONING_EFFORTS[0]
+        self.effort: str | None = _REASONING_EFFORTS[0]
 
     def options(self) -> dict[str, Any]:
         """The keyword arguments of the next request (``json_schema``: which kind to send)."""
@@ -426,7 +426,7 @@ class _RequestShape:
     def _raise_effort(self, refused: str, text: str) -> str:
         if self.effort != refused:  # another thread has adapted already
             return f"reasoning effort {refused!r}; now sending {self.effort!r}"
-        higher = list(REASONING_EFFORTS[REASONING_EFFORTS.index(refused) + 1 :])
+        higher = list(_REASONING_EFFORTS[_REASONING_EFFORTS.index(refused) + 1 :])
         if "value" not in text or not higher:
             # the parameter itself is unknown: a model that does not reason
             self.effort = None
