@@ -15,6 +15,8 @@ from support.fake_llm import (
     chat_completion_json,
     closed_port_url,
     descriptions_in,
+    label_answer,
+    refusal,
 )
 
 from regionedit.classify import (
@@ -46,10 +48,8 @@ def test_returns_the_label_the_model_gives(llm_env: FakeOpenAIServer, label: str
     assert result.label == label
     assert result.reason == "because"
     assert result.source == "llm"
-    assert (
-        result.classifier
-        == f"gpt-4o-mini@classify_region-v{load_prompt('classify_region').version}"
-    )
+    version = load_prompt("classify_region").version
+    assert result.classifier == f"gpt-6-luna@classify_region-v{version}"
 
 
 def test_request_is_deterministic_structured_and_carries_the_prompt(
@@ -63,14 +63,16 @@ def test_request_is_deterministic_structured_and_carries_the_prompt(
     assert request.headers["authorization"] == f"Bearer {FAKE_API_KEY}"
     assert body["model"] == "my-model"
     assert body["temperature"] == 0
+    assert body["reasoning_effort"] == "none"  # the lowest the SDK knows; raised if refused
+    assert 0 < body["max_completion_tokens"] <= 4096
     assert body["response_format"]["type"] == "json_schema"
     schema = body["response_format"]["json_schema"]
     assert schema["strict"] is True
-    assert schema["schema"]["properties"]["label"]["enum"] == [
-        "foreground",
-        "background",
-        "unidentified",
-    ]
+    properties = schema["schema"]["properties"]
+    assert properties["label"]["enum"] == ["foreground", "background", "unidentified"]
+    assert properties["shape"]["enum"] == ["keep", "change"]
+    assert properties["subject"]["type"] == "string"
+    assert sorted(schema["schema"]["required"]) == ["label", "reason", "shape", "subject"]
     system, user = body["messages"]
     assert system == {"role": "system", "content": prompt.system}
     assert user["role"] == "user"
@@ -441,3 +443,214 @@ def test_get_classifier_auto_without_llm_uses_the_offline_one(
 def test_get_classifier_rejects_unknown_names() -> None:
     with pytest.raises(ValueError, match="auto, llm, offline"):
         get_classifier("psychic")
+
+
+# -- version 2 of the answer: subject and shape ------------------------------------------------
+
+
+@pytest.mark.parametrize("label", ["foreground", "background", "unidentified"])
+@pytest.mark.parametrize("shape", ["keep", "change"])
+@pytest.mark.parametrize("subject", ["a black cat", ""])
+def test_every_combination_of_the_new_fields_gives_a_decision(
+    llm_env: FakeOpenAIServer, label: str, shape: str, subject: str
+) -> None:
+    llm_env.enqueue(label_answer(label, "why", subject=subject, shape=shape))
+
+    result = fast_classifier().classify(SOURCE, TARGET)
+
+    assert (result.label, result.reason, result.subject) == (label, "why", subject)
+    # only a regenerated subject has an outline to keep or outgrow
+    assert result.shape == (shape if label == "foreground" else "keep")
+
+
+def answer_json(**fields: object) -> FakeResponse:
+    return FakeResponse(json=chat_completion_json(json.dumps(fields)))
+
+
+MALFORMED = {
+    "no-shape": answer_json(subject="a dog", reason="r", label="foreground"),
+    "unknown-shape": answer_json(subject="a dog", reason="r", label="foreground", shape="grow"),
+    "shape-not-text": answer_json(subject="a dog", reason="r", label="foreground", shape=1),
+    "no-subject": answer_json(reason="r", label="background", shape="keep"),
+    "extra-field": answer_json(subject="s", reason="r", label="background", shape="keep", x=1),
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_a_malformed_answer_is_asked_again_then_refused_with_the_typed_error(
+    llm_env: FakeOpenAIServer, name: str
+) -> None:
+    llm_env.enqueue(MALFORMED[name], MALFORMED[name], label_answer("background"))
+
+    with pytest.raises(ClassifierError) as caught:
+        fast_classifier().classify(SOURCE, TARGET)
+
+    assert caught.value.attempts == 2 == len(llm_env.requests)
+    assert "invalid answer" in str(caught.value)
+    # and a good answer after one bad one is used
+    llm_env.enqueue(MALFORMED[name])
+    assert fast_classifier().classify(SOURCE, "a dog on a sofa").label == "background"
+
+
+def test_a_very_long_reason_or_subject_is_cut_to_one_short_line(llm_env: FakeOpenAIServer) -> None:
+    llm_env.enqueue(
+        label_answer("foreground", "because\n" * 1250, subject="a dog " * 2000, shape="change")
+    )
+
+    result = fast_classifier().classify(SOURCE, TARGET)
+
+    assert (result.label, result.shape) == ("foreground", "change")
+    assert len(result.reason) <= 300 and "\n" not in result.reason
+    assert len(result.subject) <= 100 and result.subject.startswith("a dog a dog")
+
+
+def test_json_mode_reads_the_new_fields_and_tolerates_their_absence(
+    llm_env: FakeOpenAIServer,
+) -> None:
+    llm_env.reject_json_schema = True
+    classifier = fast_classifier()
+    llm_env.answer("foreground", "new pose", subject="a greyhound", shape="change")
+    result = classifier.classify("a greyhound running", "a greyhound jumping")
+    assert (result.subject, result.shape) == ("a greyhound", "change")
+
+    # small local models in JSON mode may give the decision alone: the old extent is used
+    llm_env.enqueue(answer_json(reason="r", label="foreground"))
+    result = classifier.classify("a red cup", "a blue cup")
+    assert (result.label, result.subject, result.shape) == ("foreground", "", "keep")
+
+    # but an unknown value is no answer, in this mode too
+    llm_env.enqueue(*[answer_json(reason="r", label="foreground", shape="huge")] * 2)
+    with pytest.raises(ClassifierError, match="invalid answer"):
+        classifier.classify("a red cup", "a green cup")
+    assert [r.json["response_format"]["type"] for r in llm_env.requests] == [
+        "json_schema", "json_object", "json_object", "json_object", "json_object"
+    ]
+
+
+# -- the default model and the request shapes servers accept -----------------------------------
+
+
+def request_options(server: FakeOpenAIServer) -> list[dict]:
+    """What each chat request carried besides the messages and the model."""
+    return [
+        {k: v for k, v in r.json.items() if k not in ("messages", "model", "response_format", "stream")}
+        for r in server.requests_to(CHAT_PATH)
+    ]
+
+
+def test_the_default_model_is_gpt_6_luna_asked_for_the_least_reasoning(
+    llm_env: FakeOpenAIServer,
+) -> None:
+    llm_env.known_models = {"gpt-6-luna"}
+    llm_env.act_as_reasoning_model()
+    llm_env.answer("background")
+    classifier = fast_classifier()
+
+    assert classifier.classify(SOURCE, TARGET).label == "background"
+    assert classifier.classify("a cat on a sofa", "a cat on a roof").label == "background"
+
+    assert {r.json["model"] for r in llm_env.requests} == {"gpt-6-luna"}
+    # temperature 0 is refused once, then never sent again; the token cap is the current one
+    cap = {"max_completion_tokens": request_options(llm_env)[0]["max_completion_tokens"]}
+    assert request_options(llm_env) == [
+        {"temperature": 0, "reasoning_effort": "none", **cap},
+        {"reasoning_effort": "none", **cap},
+        {"reasoning_effort": "none", **cap},
+    ]
+
+
+def test_a_refused_reasoning_effort_is_raised_to_the_lowest_accepted_and_remembered(
+    llm_env: FakeOpenAIServer,
+) -> None:
+    llm_env.act_as_reasoning_model(efforts=("low", "medium", "high"))
+    llm_env.answer("foreground")
+    classifier = fast_classifier()
+
+    classifier.classify(SOURCE, TARGET)
+    classifier.classify("a cat", "a fox")
+
+    efforts = [options.get("reasoning_effort") for options in request_options(llm_env)]
+    assert efforts == ["none", "none", "low", "low"]  # temperature first, then the effort
+
+
+def test_a_server_that_steps_the_effort_without_listing_values(llm_env: FakeOpenAIServer) -> None:
+    llm_env.efforts = ("minimal",)
+    llm_env.enqueue(refusal(400, "Unsupported value for reasoning_effort.", param=None,
+                            code="unsupported_value"))
+    llm_env.answer("foreground")
+
+    fast_classifier().classify(SOURCE, TARGET)
+
+    efforts = [options.get("reasoning_effort") for options in request_options(llm_env)]
+    assert efforts == ["none", "minimal"]
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ("reasoning_effort", "Unrecognized request argument supplied: reasoning_effort"),
+        ("max_completion_tokens", "Unrecognized request argument supplied: max_completion_tokens"),
+        ("temperature", "temperature is not supported by this model"),
+    ],
+)
+def test_a_server_refusing_a_parameter_gets_the_call_again_without_it_once(
+    llm_env: FakeOpenAIServer, param: str, message: str
+) -> None:
+    llm_env.refuse_params[param] = message
+    llm_env.answer("background")
+    classifier = fast_classifier()
+
+    assert classifier.classify(SOURCE, TARGET).label == "background"
+    assert classifier.classify("a cat on a sofa", "a cat on a roof").label == "background"
+
+    sent = [param in options for options in request_options(llm_env)]
+    assert sent == [True, False, False]
+
+
+def test_a_server_refusing_everything_optional_still_answers(llm_env: FakeOpenAIServer) -> None:
+    # an old local server: no json_schema, no reasoning, no token cap, no temperature
+    llm_env.reject_json_schema = True
+    for param in ("reasoning_effort", "max_completion_tokens", "temperature"):
+        llm_env.refuse_params[param] = f"422: unknown field {param}"
+    llm_env.answer("foreground", subject="a cat", shape="change")
+
+    result = fast_classifier().classify("a cat", "a dog")
+
+    assert (result.label, result.shape) == ("foreground", "change")
+    assert len(llm_env.requests) == 5
+    assert request_options(llm_env)[-1] == {}
+
+
+@pytest.mark.parametrize(
+    ("model", "words"),
+    [
+        ("gpt-4o-mini", ["'gpt-4o-mini'", "2027-01-14", "successor: gpt-6-luna"]),
+        ("my-typo-model", ["'my-typo-model'"]),
+    ],
+)
+def test_a_model_the_server_does_not_know_is_named_with_where_to_choose_another(
+    llm_env: FakeOpenAIServer, model: str, words: list[str]
+) -> None:
+    llm_env.known_models = {"gpt-6-luna"}
+
+    with pytest.raises(ClassifierError) as caught:
+        fast_classifier(model=model).classify(SOURCE, TARGET)
+
+    message = str(caught.value)
+    assert caught.value.attempts == 1 == len(llm_env.requests)
+    assert "\n" not in message
+    for word in [*words, "does not know the model", "--llm-model", "REGIONEDIT_LLM_MODEL",
+                 "Editor(llm_model=...)"]:
+        assert word in message
+
+
+def test_a_retired_default_is_announced_before_any_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="regionedit"):
+        LLMClassifier(model="gpt-4o-mini", api_key="sk-not-used")
+        LLMClassifier(api_key="sk-not-used")
+
+    [record] = caplog.records
+    assert "'gpt-4o-mini'" in record.getMessage() and "2027-01-14" in record.getMessage()
+    assert "gpt-6-luna" in record.getMessage()

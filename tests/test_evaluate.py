@@ -19,6 +19,7 @@ from regionedit.evaluate import (
     macro_f1,
     precision_recall_f1,
     run_eval_cli,
+    shape_accuracy,
 )
 from regionedit.types import Classification
 
@@ -257,7 +258,7 @@ def test_report_json_round_trip(small_file):
 def test_run_eval_cli_with_the_offline_classifier(small_file):
     text, status = run_eval_cli(small_file, "offline", concurrency=2)
     assert status == 0
-    assert text.startswith("classifier offline (offline-v1): 6 pairs")
+    assert text.startswith("classifier offline (offline-v2): 6 pairs")
     assert "confusion (rows: true label, columns: predicted)" in text
 
     text, status = run_eval_cli(small_file, "offline", json_out=True)
@@ -276,3 +277,80 @@ def test_run_eval_cli_fails_when_every_pair_fails(tmp_path):
     assert status == DescriptionError.exit_code == 2
     assert "every pair failed; the first error: The source description is empty" in text
     assert json.loads(text.splitlines()[-1])["errors"] == 2
+
+
+# -- shape: whether a foreground edit keeps the subject's outline ------------------------------
+
+# The small file again, with shapes, and a classifier answering label and shape from a table.
+# By hand, over the five pairs that carry a shape (p6 has none):
+#   labelled   change keep   change keep keep
+#   predicted  change change change keep error
+# shape accuracy 3/5 = 0.6; on the three labelled foreground (p1, p2, p3): 2/3
+SHAPES = {"p1": "change", "p2": "keep", "p3": "change", "p4": "keep", "p5": "keep"}
+PREDICTED_SHAPES = {"p1": "change", "p2": "change", "p3": "change", "p4": "keep", "p5": "error"}
+
+
+class ShapeTableClassifier(TableClassifier):
+    def __init__(self) -> None:
+        super().__init__({row["source"]: row["id"] for row in SMALL_FILE})
+
+    def classify(self, source: str, target: str) -> Classification:
+        key = self.answers[source]
+        if PREDICTED_SHAPES.get(key) == "error" or ANSWERS[key] == "error":
+            raise ClassifierError("The test server is down. Try again later.", attempts=1)
+        return Classification(label=ANSWERS[key], shape=PREDICTED_SHAPES[key], classifier="t")
+
+
+@pytest.fixture
+def shaped_file(tmp_path: Path) -> Path:
+    rows = [{**row, **({"shape": SHAPES[row["id"]]} if row["id"] in SHAPES else {})}
+            for row in SMALL_FILE]
+    return write_lines(tmp_path / "shaped.jsonl", [json.dumps(row) for row in rows])
+
+
+def test_shape_accuracy_by_hand():
+    true = [SHAPES.get(row["id"]) for row in SMALL_FILE]
+    predicted = [PREDICTED_SHAPES.get(row["id"], "keep") for row in SMALL_FILE]
+    assert shape_accuracy(true, predicted) == pytest.approx(3 / 5)
+    assert shape_accuracy([None, None], ["keep", "change"]) is None
+
+
+def test_the_report_gives_shape_accuracy_where_the_file_has_shapes(shaped_file, small_file):
+    report = evaluate(ShapeTableClassifier(), load_pairs(shaped_file), concurrency=2)
+
+    assert report.shape is not None
+    assert (report.shape.accuracy, report.shape.n) == (pytest.approx(0.6), 5)
+    assert (report.shape.foreground_accuracy, report.shape.foreground_n) == (
+        pytest.approx(2 / 3), 3
+    )
+    assert [(m.id, m.shape, m.predicted_shape) for m in report.shape_mistakes] == [
+        ("p2", "keep", "change"), ("p5", "keep", "error")
+    ]
+    text = format_report(report)
+    assert "shape accuracy 0.600 on 5 pairs (pairs labelled foreground: 0.667 on 3)" in text
+    assert "3 mistakes, 2 shape mistakes (--show-errors lists them)" in text
+    assert "[p2] foreground keep -> background change" in format_report(report, show_errors=True)
+    data = json.loads(json.dumps(report.model_dump()))
+    assert data["shape"]["accuracy"] == pytest.approx(0.6)
+    assert EvalReport.model_validate(data) == report
+
+    # a file without shapes reports none
+    plain = evaluate(ShapeTableClassifier(), load_pairs(small_file))
+    assert plain.shape is None and plain.shape_mistakes == []
+    assert "shape" not in format_report(plain)
+
+
+def test_a_shape_outside_keep_and_change_names_its_line(tmp_path):
+    path = write_lines(
+        tmp_path / "bad-shape.jsonl",
+        [GOOD, '{"source": "a", "target": "b", "label": "foreground", "shape": "grow"}'],
+    )
+    with pytest.raises(LabelledDataError, match="line 2: shape"):
+        load_pairs(path)
+
+
+def test_the_shipped_pairs_carry_a_shape_on_every_line():
+    pairs = load_pairs(Path(__file__).resolve().parents[1] / "fixtures" / "labelled_pairs.jsonl")
+    assert all(p.shape in ("keep", "change") for p in pairs)
+    # a background or unidentified edit has no outline to outgrow
+    assert all(p.shape == "keep" for p in pairs if p.label != "foreground")

@@ -17,7 +17,15 @@ from regionedit.offline_classifier import CLASSIFIER_VERSION, OfflineClassifier
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "fixtures" / "labelled_pairs.jsonl"
-PIE_DEV = REPO / ".." / "shared" / "data" / "pie_pairs_dev.jsonl"
+#: the PIE-Bench development split, in a shared/data folder beside the checkout (or above it)
+PIE_DEV = next(
+    (
+        found
+        for folder in REPO.parents
+        if (found := folder / "shared" / "data" / "pie_pairs_dev.jsonl").exists()
+    ),
+    REPO.parent / "shared" / "data" / "pie_pairs_dev.jsonl",
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +76,7 @@ def test_representative_pairs(classifier, source, target, label):
     assert result.label == label, result.reason
     assert result.reason.strip()
     assert result.source == "offline"
-    assert result.classifier == CLASSIFIER_VERSION == "offline-v1"
+    assert result.classifier == CLASSIFIER_VERSION == "offline-v2"
 
 
 def test_follows_the_classifier_protocol(classifier):
@@ -174,16 +182,84 @@ def test_quality_floor_on_the_fixture_set(classifier):
     pairs = load_pairs(FIXTURE)
     assert len(pairs) >= 60
     assert {p.label for p in pairs} == {"foreground", "background", "unidentified"}
+    assert all(p.shape is not None for p in pairs)
     report = evaluate(classifier, pairs)
-    # measured 0.981 (docs/classifier-eval.md); the floor leaves room for lexicon edits
+    # measured 0.983 and 0.969 (docs/classifier-eval.md); the floors leave room for lexicon edits
     assert report.errors == 0
     assert report.macro_f1 >= 0.9, [m.model_dump() for m in report.mistakes]
     assert report.per_class["unidentified"].recall >= 0.9
+    assert report.shape is not None and report.shape.accuracy >= 0.9, report.shape_mistakes
 
 
 @pytest.mark.skipif(not PIE_DEV.exists(), reason=f"{PIE_DEV} is not on this machine")
 def test_quality_on_pie_bench_dev_split(classifier):
     report = evaluate(classifier, load_pairs(PIE_DEV))
-    # measured 0.944 (docs/classifier-eval.md); the target is 0.85
-    assert report.n == 350
-    assert report.macro_f1 >= 0.85, report.per_class
+    # measured 0.958 (docs/classifier-eval.md) on the pairs the rules were written from; the
+    # target is 0.88 on held-back pairs labelled the same way
+    assert report.n == 334
+    assert report.macro_f1 >= 0.88, report.per_class
+
+
+# -- version 2 of the regions: the main subject, or everything else ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "label", "shape"),
+    [
+        # the README's example: the flag behind the astronaut is no part of the astronaut
+        ("an astronaut in front of an American flag",
+         "an astronaut in front of the surface of the moon", "background", "keep"),
+        # a new thing beside the subject is painted into the rest of the picture
+        ("a red apple on a table", "a red apple and a bird on a table", "background", "keep"),
+        ("a duck swimming in a pond", "a duck swimming in a pond with a frog next to it",
+         "background", "keep"),
+        ("two dogs playing in the park", "three dogs playing in the park", "background", "keep"),
+        # another thing, added, removed or changed, is not the subject
+        ("a plant in front of a white wall", "a plant in front of a red wall", "background",
+         "keep"),
+        ("a woman leaning against a car", "a woman leaning against a wall", "background", "keep"),
+        ("a man in a coat sitting at a desk with a lamp", "a man in a coat sitting at a desk",
+         "background", "keep"),
+        ("a puppy lying on a green towel", "a puppy lying on a yellow towel", "background",
+         "keep"),
+        # weather around an unchanged subject
+        ("a fox sitting in the snow", "a fox sitting in the rain", "background", "keep"),
+        # the subject itself: what it is, its colour and material, its pose, what it wears
+        ("a fox sitting on a log", "a wolf sitting on a log", "foreground", "change"),
+        ("a white car parked on a street", "a red car parked on a street", "foreground",
+         "keep"),
+        ("a wooden chair in a room", "a metal chair in a room", "foreground", "keep"),
+        ("a whippet running across a field", "a whippet jumping across a field", "foreground",
+         "change"),
+        ("a man standing on a hill", "a man wearing a tall hat standing on a hill",
+         "foreground", "change"),
+        ("a round cake on a plate", "a square cake on a plate", "foreground", "change"),
+        ("a woman with brown hair", "a woman with blonde hair", "foreground", "keep"),
+        ("a smiling baby in a crib", "a crying baby in a crib", "foreground", "keep"),
+        # removing the subject, or one of a group that is the subject
+        ("a sailboat on a lake", "a lake", "foreground", "change"),
+        ("a cup and a saucer", "a saucer", "foreground", "change"),
+        ("a woman holding a coconut", "a woman", "foreground", "change"),
+        # the whole picture: time of day, camera framing, medium
+        ("a car on a mountain road", "a car on a mountain road at night", "unidentified",
+         "keep"),
+        ("a bee on a sunflower", "an aerial view of a bee on a sunflower", "unidentified",
+         "keep"),
+        ("a collie sitting on a bed", "a cat sitting on a sofa", "unidentified", "keep"),
+    ],
+)
+def test_the_main_subject_or_everything_else(classifier, source, target, label, shape):
+    result = classifier.classify(source, target)
+    assert (result.label, result.shape) == (label, shape), result.reason
+
+
+def test_the_answer_names_the_main_subject(classifier):
+    assert classifier.classify("a black cat on a sofa", "a white cat on a sofa").subject == (
+        "a black cat"
+    )
+    result = classifier.classify("a camera and a notebook on a bed",
+                                 "a camera and a diary on a bed")
+    assert result.subject == "a camera and a notebook"
+    assert "a camera and a notebook" in result.reason
+    assert classifier.classify("a dog on grass", "a dog on grass").subject == "a dog"
+

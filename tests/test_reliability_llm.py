@@ -22,6 +22,7 @@ from support.fake_llm import (
     FakeOpenAIServer,
     FakeResponse,
     chat_completion_json,
+    closed_port_url,
 )
 from support.fault_llm import TricklingServer
 
@@ -177,3 +178,136 @@ def test_a_200_that_is_not_json_from_the_image_endpoint(fake_llm: FakeOpenAIServ
 
     assert len(fake_llm.requests_to(path)) == 1
     assert fake_llm.requests_to(CHAT_PATH) == []
+
+
+# -- the advice fits the cause: a slow server, a rate-limiting one --------------------------------
+
+
+def test_a_timeout_states_the_seconds_and_says_how_to_wait_longer(
+    llm_env: FakeOpenAIServer,
+) -> None:
+    llm_env.enqueue(*[FakeResponse(json=chat_completion_json("{}"), delay=5.0)] * 2)
+
+    with pytest.raises(ClassifierError) as caught:
+        fast_classifier(timeout=0.2, max_attempts=2).classify(SOURCE, TARGET)
+
+    message = str(caught.value)
+    assert "timed out after 0.2 s" in message
+    for setting in ("--llm-timeout", "REGIONEDIT_LLM_TIMEOUT", "Editor(llm_timeout=...)",
+                    "--llm-attempts"):
+        assert setting in message
+    assert "running and reachable" not in message
+
+
+def test_a_persistent_rate_limit_says_to_wait_or_send_fewer_requests(
+    llm_env: FakeOpenAIServer,
+) -> None:
+    llm_env.enqueue(*[FakeResponse.error(429, "Rate limit reached", type_="requests")] * 3)
+
+    with pytest.raises(ClassifierError) as caught:
+        fast_classifier(max_attempts=3).classify(SOURCE, TARGET)
+
+    message = str(caught.value)
+    assert "rate-limiting" in message and "wait" in message and "--llm-concurrency" in message
+    assert "running and reachable" not in message
+
+
+def test_a_failing_server_is_not_called_unreachable(llm_env: FakeOpenAIServer) -> None:
+    llm_env.enqueue(*[FakeResponse.error(503, "overloaded")] * 2)
+
+    with pytest.raises(ClassifierError) as caught:
+        fast_classifier(max_attempts=2).classify(SOURCE, TARGET)
+
+    assert "reachable but kept failing" in str(caught.value)
+
+
+def test_timeout_and_attempts_come_from_the_environment(
+    llm_env: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REGIONEDIT_LLM_TIMEOUT", "0.25")
+    monkeypatch.setenv("REGIONEDIT_LLM_ATTEMPTS", "2")
+    llm_env.enqueue(*[FakeResponse(json=chat_completion_json("{}"), delay=5.0)] * 3)
+    classifier = LLMClassifier(backoff_base=0.001, backoff_max=0.005)
+
+    started = time.monotonic()
+    with pytest.raises(ClassifierError) as caught:
+        classifier.classify(SOURCE, TARGET)
+
+    assert caught.value.attempts == 2 == len(llm_env.requests)
+    assert "timed out after 0.25 s" in str(caught.value)
+    assert time.monotonic() - started < 3
+    # arguments win over the environment
+    assert LLMClassifier(timeout=7, max_attempts=5).policy.max_attempts == 5
+    assert LLMClassifier(timeout=7).timeout == 7
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("REGIONEDIT_LLM_TIMEOUT", "soon"),
+        ("REGIONEDIT_LLM_TIMEOUT", "0"),
+        ("REGIONEDIT_LLM_TIMEOUT", "inf"),
+        ("REGIONEDIT_LLM_ATTEMPTS", "0"),
+        ("REGIONEDIT_LLM_ATTEMPTS", "2.5"),
+    ],
+)
+def test_an_unusable_setting_in_the_environment_is_named(
+    llm_env: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(ClassifierError) as caught:
+        LLMClassifier()
+
+    assert f"{variable}={value!r}" in str(caught.value)
+    assert llm_env.requests == []
+
+
+@pytest.mark.parametrize(("argument", "value"), [("timeout", -1), ("max_attempts", 0)])
+def test_an_unusable_argument_is_named(
+    llm_env: FakeOpenAIServer, argument: str, value: float
+) -> None:
+    with pytest.raises(ClassifierError, match=f"{argument}={value}"):
+        LLMClassifier(**{argument: value})
+
+
+# -- a base URL that carries a key in its query ---------------------------------------------------
+
+
+URL_TOKEN = "url-token-SECRET-987"
+
+
+def test_a_query_token_in_the_base_url_is_sent_and_never_shown(
+    fake_llm: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    base_url = f"{fake_llm.base_url}?api-key={URL_TOKEN}"
+    fake_llm.answer("background")
+    classifier = fast_classifier(base_url=base_url)
+
+    with caplog.at_level(logging.DEBUG):
+        assert classifier.classify(SOURCE, TARGET).label == "background"
+        fake_llm.enqueue(*[FakeResponse.error(500, f"bad key {URL_TOKEN}")] * 3)
+        with pytest.raises(ClassifierError) as caught:
+            classifier.classify(SOURCE, "a dog sitting on the moon")
+
+    # the token reaches the server as a query parameter of the right path
+    assert [(r.path, r.query) for r in fake_llm.requests][0] == (
+        "/v1/chat/completions", {"api-key": URL_TOKEN}
+    )
+    message = str(caught.value) + repr(caught.value)
+    assert URL_TOKEN not in message and "bad key ***" in message
+    assert URL_TOKEN not in caplog.text  # the HTTP library's request lines included
+    assert "api-key=***" in caplog.text
+
+
+def test_a_query_token_is_masked_where_the_url_is_shown() -> None:
+    url = closed_port_url()
+    with pytest.raises(ClassifierError) as caught:
+        fast_classifier(base_url=f"{url}?api-key={URL_TOKEN}", max_attempts=1).classify(
+            SOURCE, TARGET
+        )
+    assert f"{url}?api-key=***" in str(caught.value)
+    assert URL_TOKEN not in str(caught.value)
+
+    inpainter = OpenAIImageInpainter(base_url=f"http://u:pw-SECRET@host/v1?key={URL_TOKEN}&v=2")
+    assert inpainter.describe()["base_url"] == "http://host/v1?key=***&v=***"

@@ -10,10 +10,12 @@ The openai client is built with ``max_retries=0``: its own retries would multipl
 from __future__ import annotations
 
 import contextlib
+import datetime
 import email.utils
 import logging
 import math
 import os
+import re
 import threading
 import time
 import urllib.parse
@@ -35,6 +37,8 @@ __all__ = [
     "is_transient",
     "retry_after_seconds",
     "explain_failure",
+    "refuses_the_model",
+    "model_refused_advice",
 ]
 
 logger = logging.getLogger("regionedit")
@@ -43,6 +47,8 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 #: sent to servers that need no key (Ollama, vLLM, LM Studio): the client insists on one
 _PLACEHOLDER_KEY = "no-key-needed"
 _MAX_CAUSE_CHARS = 300
+#: shorter values are not redacted from messages: "***" for every "1" would garble them
+_MIN_SECRET_CHARS = 4
 #: request extension holding the monotonic time a request must be finished by
 _DEADLINE = "regionedit.deadline"
 
@@ -50,7 +56,13 @@ T = TypeVar("T")
 
 
 class Endpoint(BaseModel):
-    """Where an OpenAI-compatible server is and the key it takes (``SecretStr``: never printed)."""
+    """Where an OpenAI-compatible server is and the key it takes (``SecretStr``: never printed).
+
+    A base URL may carry credentials of its own: a ``user:password@`` part, or a query such as
+    ``?api-key=...`` (gateways and proxies that take the key in the URL). Every query value is
+    treated as one: :attr:`display_url` shows ``***`` in its place and :meth:`redact` takes it
+    out of any text, like the key.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -71,17 +83,25 @@ class Endpoint(BaseModel):
 
     @property
     def url(self) -> str:
-        """The base URL requests go to."""
-        return self.base_url or DEFAULT_BASE_URL
+        """The base URL requests go to, without its query (sent as :attr:`query`)."""
+        parts = urllib.parse.urlsplit(self.base_url or DEFAULT_BASE_URL)
+        return urllib.parse.urlunsplit(parts._replace(query="", fragment=""))
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The base URL's query parameters: added to every request (the openai client would
+        otherwise glue the request path onto the end of the query)."""
+        query = urllib.parse.urlsplit(self.base_url or DEFAULT_BASE_URL).query
+        return dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
 
     @property
     def display_url(self) -> str:
-        """The base URL without a ``user:password@`` part: for messages and records."""
-        parts = urllib.parse.urlsplit(self.url)
-        if parts.username is None and parts.password is None:
-            return self.url
+        """The base URL without a ``user:password@`` part and with every query value shown as
+        ``***``: for messages and records."""
+        parts = urllib.parse.urlsplit(self.base_url or DEFAULT_BASE_URL)
         host = parts.netloc.rpartition("@")[2]
-        return urllib.parse.urlunsplit(parts._replace(netloc=host))
+        query = "&".join(f"{name}=***" for name in self.query)
+        return urllib.parse.urlunsplit(parts._replace(netloc=host, query=query, fragment=""))
 
     @classmethod
     def of_client(cls, client: openai.OpenAI) -> Endpoint:
@@ -89,12 +109,21 @@ class Endpoint(BaseModel):
         key = client.api_key
         return cls(api_key=SecretStr(key) if key else None, base_url=str(client.base_url))
 
+    @property
+    def secrets(self) -> list[str]:
+        """Everything that must never be printed: the key, a URL password, the query values."""
+        found = [self.api_key.get_secret_value()] if self.api_key else []
+        password = urllib.parse.urlsplit(self.base_url or DEFAULT_BASE_URL).password
+        found += [password] if password else []
+        found += [value for value in self.query.values()]
+        # longest first, so a secret that contains another is replaced whole
+        return sorted({s for s in found if len(s) >= _MIN_SECRET_CHARS}, key=len, reverse=True)
+
     def redact(self, text: str) -> str:
-        """``text`` with the API key, should a server have echoed it, replaced by ``***``."""
-        if self.api_key is None:
-            return text
-        secret = self.api_key.get_secret_value()
-        return text.replace(secret, "***") if len(secret) >= 4 else text
+        """``text`` with every secret of :attr:`secrets`, should it appear, replaced by ``***``."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
 
 
 class LazyClient:
@@ -121,11 +150,57 @@ class LazyClient:
                 self._client = openai.OpenAI(
                     api_key=key,
                     base_url=endpoint.url,
+                    default_query=endpoint.query or None,
                     timeout=self._timeout,
                     max_retries=0,
                     http_client=_http_client_with_deadline(self._timeout),
                 )
+                _redact_library_logs(endpoint)
             return self._client
+
+
+class _RedactingFilter(logging.Filter):
+    """Takes secrets out of the log records of the HTTP and openai libraries: httpx logs every
+    request's URL at INFO, and a base URL's query can carry a key."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, secrets: list[str]) -> None:
+        with self._lock:
+            self._secrets.update(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        with self._lock:
+            secrets = sorted(self._secrets, key=len, reverse=True)
+        if not secrets:
+            return True
+        message = record.getMessage()
+        redacted = message
+        for secret in secrets:
+            redacted = redacted.replace(secret, "***")
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+_library_log_filter = _RedactingFilter()
+#: the loggers (exact names: a filter does not see a child logger's records) that can show URLs
+_URL_LOGGERS = ("httpx2", "httpx", "openai._base_client")
+
+
+def _redact_library_logs(endpoint: Endpoint) -> None:
+    """When ``endpoint``'s URL carries secrets, keep them out of the libraries' log records."""
+    parts = urllib.parse.urlsplit(endpoint.base_url or DEFAULT_BASE_URL)
+    if not parts.query and parts.password is None:
+        return
+    _library_log_filter.add(endpoint.secrets)
+    for name in _URL_LOGGERS:
+        library_logger = logging.getLogger(name)
+        if _library_log_filter not in library_logger.filters:
+            library_logger.addFilter(_library_log_filter)
 
 
 def _http_client_with_deadline(seconds: float) -> Any:
@@ -309,12 +384,12 @@ def _redact_exception(exc: BaseException | None, endpoint: Endpoint) -> None:
         exc = exc.__cause__ or exc.__context__
 
 
-def _cause(exc: BaseException | None) -> str:
-    """One short line naming what went wrong in a request."""
+def _cause(exc: BaseException | None, timeout: float | None = None) -> str:
+    """One short line naming what went wrong in a request (``timeout``: seconds it was given)."""
     import openai
 
     if isinstance(exc, openai.APITimeoutError):
-        text = "the request timed out"
+        text = "the request timed out" + (f" after {timeout:g} s" if timeout else "")
     elif isinstance(exc, openai.APIConnectionError):
         text = f"could not connect ({exc.__cause__ or exc})"
     elif isinstance(exc, openai.APIStatusError):
@@ -327,6 +402,45 @@ def _cause(exc: BaseException | None) -> str:
     return text if len(text) <= _MAX_CAUSE_CHARS else text[: _MAX_CAUSE_CHARS - 3] + "..."
 
 
+#: what servers say when they do not know a model: OpenAI ("The model `x` does not exist or you
+#: do not have access to it", code model_not_found), vLLM ("... does not exist"), Ollama
+#: ("model \"x\" not found, try pulling it first"), providers that shut models down
+#: ("has been decommissioned", "deprecated")
+_MODEL_REFUSED = re.compile(
+    r"does not exist|not found|decommissioned|deprecated|retired|no longer (available|supported)"
+    r"|unknown model|invalid model|not a valid model",
+    re.IGNORECASE,
+)
+
+
+def refuses_the_model(exc: BaseException, model: str) -> bool:
+    """Whether ``exc`` is the server saying it does not know ``model`` (unknown or retired),
+    as opposed to a wrong URL, which also answers 404."""
+    import openai
+
+    if not isinstance(exc, openai.APIStatusError) or exc.status_code not in (400, 404, 410):
+        return False
+    if exc.code in ("model_not_found", "model_decommissioned", "model_deprecated"):
+        return True
+    message = exc.message or ""
+    return bool(_MODEL_REFUSED.search(message)) and ("model" in message.lower() or model in message)
+
+
+def model_refused_advice(model: str, model_setting: str) -> str:
+    """Why ``model`` may be refused (its retirement, when :mod:`regionedit.models` knows it)
+    and where to choose another."""
+    from .models import retirement
+
+    known = retirement(model)
+    why = f"the server does not know the model {model!r}"
+    if known is not None:
+        shut = "was shut down" if known.date <= datetime.date.today().isoformat() else "shuts down"
+        why += f", which {shut} on {known.date}"
+        if known.replacement:
+            why += f" (its successor: {known.replacement})"
+    return f"{why}; choose another model with {model_setting}"
+
+
 def explain_failure(
     exc: openai.OpenAIError,
     attempts: int,
@@ -335,18 +449,29 @@ def explain_failure(
     model: str,
     what: str,
     model_setting: str,
+    timeout: float | None = None,
+    timeout_setting: str | None = None,
+    attempts_setting: str | None = None,
+    concurrency_setting: str | None = None,
 ) -> str:
-    """A redacted one-line message: what failed, after how many attempts, what to check.
+    """A redacted one-line message: what failed, after how many attempts, what to do next.
 
     ``what`` names the call for the user ("the LLM region classifier", "the image edit");
     ``model_setting`` where the user chooses the model ("--llm-model or ..."), named when the
     server does not know the model: OpenAI retires models, and a default can be one of them.
+    ``timeout`` is the seconds each request was given; ``timeout_setting``,
+    ``attempts_setting`` and ``concurrency_setting`` name where the user changes the timeout,
+    the attempts and how many requests go out at once: the advice for a slow or rate-limiting
+    server.
     """
     import openai
 
-    cause = _cause(exc)
+    cause = _cause(exc, timeout)
     status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
-    if status == 401:
+    more_attempts = f", or allow more attempts ({attempts_setting})" if attempts_setting else ""
+    if refuses_the_model(exc, model):
+        advice = model_refused_advice(model, model_setting)
+    elif status == 401:
         advice = (
             f"check that OPENAI_API_KEY (or api_key=) is a valid key for {endpoint.display_url}"
         )
@@ -364,6 +489,23 @@ def explain_failure(
         advice = (
             f"check the model name {model!r} (choose another with {model_setting}) and that "
             "the server supports this request"
+        )
+    elif isinstance(exc, openai.APITimeoutError):
+        where = f" ({timeout_setting})" if timeout_setting else ""
+        advice = (
+            f"the server at {endpoint.display_url} answers too slowly: raise the timeout{where}"
+            f"{more_attempts}"
+        )
+    elif status == 429:
+        fewer = f" ({concurrency_setting})" if concurrency_setting else ""
+        advice = (
+            "the server kept rate-limiting the requests: wait a minute and retry, or send "
+            f"fewer requests at a time{fewer}{more_attempts}"
+        )
+    elif status is not None:
+        advice = (
+            f"the server at {endpoint.display_url} is reachable but kept failing: retry later"
+            f"{more_attempts}"
         )
     else:
         advice = (

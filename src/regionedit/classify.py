@@ -8,8 +8,10 @@ the three labels. :func:`get_classifier` picks it or the offline classifier by n
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
+import math
 import os
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._openai_api import (
+    DEFAULT_BASE_URL,
     CallFailed,
     Endpoint,
     LazyClient,
@@ -25,9 +28,9 @@ from ._openai_api import (
     explain_failure,
 )
 from .errors import ClassifierError, DescriptionError
-from .models import DEFAULT_LLM_MODEL
+from .models import DEFAULT_LLM_MODEL, retirement
 from .prompts import Prompt, load_prompt
-from .types import Classification, Label
+from .types import Classification, Label, Shape
 
 if TYPE_CHECKING:  # pragma: no cover
     import openai
@@ -49,7 +52,24 @@ logger = logging.getLogger("regionedit")
 #: longer descriptions are cut here: a caption never needs more, and it bounds the request cost
 MAX_DESCRIPTION_CHARS = 1000
 _MAX_REASON_CHARS = 300
+_MAX_SUBJECT_CHARS = 100
 CLASSIFIER_NAMES = ("auto", "llm", "offline")
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_ATTEMPTS = 4
+#: room for the one-line answer and a short reasoning pass; it stops a model that runs on
+_MAX_ANSWER_TOKENS = 2048
+#: Reasoning efforts, lowest first. The openai SDK's ReasoningEffort lists none < minimal < low
+#: < medium < ..., and notes that "not all reasoning models support every value"; it names no
+#: value for gpt-6-luna. The answer is one line whose reason the model writes before its label,
+#: so no reasoning pass is needed: "none" is asked first, and a server that refuses a value
+#: gets the next one (the lowest of those it says it supports, when it lists them).
+_REASONING_EFFORTS = ("none", "minimal", "low")
+
+# where the user changes each setting, named in error messages
+_MODEL_SETTING = "--llm-model, REGIONEDIT_LLM_MODEL or Editor(llm_model=...)"
+_TIMEOUT_SETTING = "--llm-timeout, REGIONEDIT_LLM_TIMEOUT or Editor(llm_timeout=...)"
+_ATTEMPTS_SETTING = "--llm-attempts, REGIONEDIT_LLM_ATTEMPTS or Editor(llm_attempts=...)"
+_CONCURRENCY_SETTING = "batch --llm-concurrency, or edit_many(llm_concurrency=...)"
 
 _SKIP_THE_LLM = (
     "pass region='foreground' or region='background' (CLI: --region), or use the offline "
@@ -77,9 +97,15 @@ class RegionAnswer(BaseModel):
     # Extra keys are refused too: an answer that does not fit the schema exactly is not trusted.
     model_config = ConfigDict(extra="forbid")
 
-    # reason comes first so the model writes what changes before it commits to a label
+    # subject and reason come first so the model names the main subject and what changes
+    # before it commits to a label
+    subject: str = Field(description="The photo's main subject, a short noun phrase.")
     reason: str = Field(description="One short sentence naming what changes.")
     label: Label
+    shape: Shape = Field(
+        description='"change" when the edited subject needs room beyond its old outline, '
+        'else "keep"; always "keep" for background and unidentified.'
+    )
 
 
 class _InvalidAnswer(Exception):
@@ -124,15 +150,18 @@ def normalize_description(text: str, which: str) -> str:
 class LLMClassifier:
     """Classify an edit with a chat model through the ``openai`` client.
 
-    ``model`` defaults to ``$REGIONEDIT_LLM_MODEL``, else ``gpt-4o-mini``; ``api_key`` and
-    ``base_url`` default to ``$OPENAI_API_KEY`` and ``$OPENAI_BASE_URL``. A base URL without a
-    key is fine (local servers). ``timeout`` bounds each request as a whole, in seconds (not
-    for a ``client`` passed in). Transient failures (connection, timeout, 429, 5xx) are retried
-    up to ``max_attempts`` requests with jittered exponential backoff between ``backoff_base``
-    and ``backoff_max`` seconds, honouring Retry-After; an invalid answer is asked once more.
-    Identical questions are answered from a process-wide cache. Safe to share between threads.
+    ``model`` defaults to ``$REGIONEDIT_LLM_MODEL``, else :data:`DEFAULT_LLM_MODEL`;
+    ``api_key`` and ``base_url`` default to ``$OPENAI_API_KEY`` and ``$OPENAI_BASE_URL``. A base
+    URL without a key is fine (local servers). ``timeout`` bounds each request as a whole, in
+    seconds (not for a ``client`` passed in): ``$REGIONEDIT_LLM_TIMEOUT``, else 30. Transient
+    failures (connection, timeout, 429, 5xx) are retried up to ``max_attempts`` requests in all
+    (``$REGIONEDIT_LLM_ATTEMPTS``, else 4) with jittered exponential backoff between
+    ``backoff_base`` and ``backoff_max`` seconds, honouring Retry-After; an invalid answer is
+    asked once more. Identical questions are answered from a process-wide cache. Safe to share
+    between threads.
 
-    Raises ClassifierError when nothing is configured, or when no valid answer could be had.
+    Raises ClassifierError when nothing is configured, a setting is not usable, or no valid
+    answer could be had.
     """
 
     name = "llm"
@@ -143,8 +172,8 @@ class LLMClassifier:
         *,
         api_key: str | None = None,
         base_url: str | None = None,
-        timeout: float = 30.0,
-        max_attempts: int = 4,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
         client: openai.OpenAI | None = None,
         prompt: str = "classify_region",
         backoff_base: float = 0.5,
@@ -152,8 +181,10 @@ class LLMClassifier:
     ) -> None:
         self.model: str = model or os.environ.get("REGIONEDIT_LLM_MODEL") or DEFAULT_LLM_MODEL
         self.prompt: Prompt = load_prompt(prompt)
+        self.timeout = _setting(timeout, "timeout", "REGIONEDIT_LLM_TIMEOUT", DEFAULT_TIMEOUT)
+        attempts = _setting(max_attempts, "max_attempts", "REGIONEDIT_LLM_ATTEMPTS", DEFAULT_ATTEMPTS)
         self.policy = RetryPolicy(
-            max_attempts=max_attempts, backoff_base=backoff_base, backoff_max=backoff_max
+            max_attempts=int(attempts), backoff_base=backoff_base, backoff_max=backoff_max
         )
         if client is not None:
             self._endpoint = Endpoint.of_client(client)
@@ -161,12 +192,9 @@ class LLMClassifier:
             self._endpoint = Endpoint.resolve(api_key, base_url)
             if not self._endpoint.configured:
                 raise ClassifierError(NO_LLM_CONFIGURED, attempts=0)
-        self._client = LazyClient(self._endpoint, timeout, client)
-        # Request features some servers refuse with a 400, each dropped for this instance on its
-        # first refusal (see _drop_refused_feature): structured output, and temperature 0
-        # (reasoning models accept only their default temperature).
-        self._use_json_schema = True
-        self._send_temperature = True
+        self._client = LazyClient(self._endpoint, self.timeout, client)
+        self._shape = _RequestShape()
+        _warn_if_retired(self.model, self._endpoint)
 
     @property
     def id(self) -> str:
@@ -196,6 +224,9 @@ class LLMClassifier:
             reason=_one_printable_line(answer.reason)[:_MAX_REASON_CHARS],
             source="llm",
             classifier=self.id,
+            subject=_one_printable_line(answer.subject)[:_MAX_SUBJECT_CHARS],
+            # the outline matters only where the subject is regenerated
+            shape=answer.shape if answer.label == "foreground" else "keep",
         )
         logger.debug("LLM classified %r -> %r as %s", source, target, result.label)
         with _cache_lock:
@@ -221,13 +252,21 @@ class LLMClassifier:
 
         def send() -> RegionAnswer:
             nonlocal sent
-            while True:  # ends: each refused feature is dropped once, then errors propagate
+            while True:  # ends: each refusal drops a feature or raises the effort, a few at most
                 sent += 1
+                options = self._shape.options()
                 try:
-                    return self._send(messages)
+                    return self._send(messages, options)
                 except openai.APIStatusError as exc:
-                    if not self._drop_refused_feature(exc):
+                    change = self._shape.adapt(exc, options)
+                    if change is None:
                         raise
+                    logger.info(
+                        "%s (%s) refused %s",
+                        self._endpoint.display_url,
+                        self.model,
+                        self._endpoint.redact(change),
+                    )
 
         for round_ in (1, 2):
             try:
@@ -242,8 +281,8 @@ class LLMClassifier:
                 where = f"{self.model} at {self._endpoint.display_url}"
                 message = (
                     f"The LLM region classifier ({where}) gave no valid answer after {sent} "
-                    f"attempt(s): {exc}. Next: try another model "
-                    f"(REGIONEDIT_LLM_MODEL, CLI --llm-model), or {_SKIP_THE_LLM}."
+                    f"attempt(s): {exc}. Next: try another model ({_MODEL_SETTING}), "
+                    f"or {_SKIP_THE_LLM}."
                 )
                 raise ClassifierError(self._endpoint.redact(message), attempts=sent) from None
             except CallFailed as failure:
@@ -253,37 +292,21 @@ class LLMClassifier:
                     self._endpoint,
                     model=self.model,
                     what=f"The LLM region classifier ({self.model})",
-                    model_setting="--llm-model, REGIONEDIT_LLM_MODEL or Editor(llm_model=...)",
+                    model_setting=_MODEL_SETTING,
+                    timeout=self.timeout,
+                    timeout_setting=_TIMEOUT_SETTING,
+                    attempts_setting=_ATTEMPTS_SETTING,
+                    concurrency_setting=_CONCURRENCY_SETTING,
                 )
                 raise ClassifierError(
                     f"{message} Or {_SKIP_THE_LLM}.", attempts=sent
                 ) from failure.cause
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _drop_refused_feature(self, exc: openai.APIStatusError) -> bool:
-        """Stop sending what a 400/422 says the server refuses; False when it is nothing we send.
-
-        Local servers often lack structured outputs (json_schema): JSON mode, with the form
-        given in the prompt, replaces it. Reasoning models refuse temperature 0.
-        """
-        if exc.status_code not in (400, 422):
-            return False
-        text = f"{exc.message} {json.dumps(exc.body, default=str)}".lower()
-        if self._use_json_schema and ("response_format" in text or "json_schema" in text):
-            self._use_json_schema = False
-            change = "structured output (json_schema); using JSON mode instead"
-        elif self._send_temperature and "temperature" in text:
-            self._send_temperature = False
-            change = "temperature 0; using the model's default instead"
-        else:
-            return False
-        logger.info("%s (%s) refused %s", self._endpoint.display_url, self.model, change)
-        return True
-
-    def _send(self, messages: list[dict[str, str]]) -> RegionAnswer:
+    def _send(self, messages: list[dict[str, str]], options: dict[str, Any]) -> RegionAnswer:
         """One request, with the features this server accepts."""
-        options: dict[str, Any] = {"temperature": 0} if self._send_temperature else {}
-        if self._use_json_schema:
+        options = dict(options)
+        if options.pop("json_schema"):
             return self._send_json_schema(messages, options)
         return self._send_json_object(messages, options)
 
@@ -330,9 +353,130 @@ class LLMClassifier:
         if start < 0 or end < start:
             raise _InvalidAnswer(f"the answer is not JSON: {content[:100]!r}")
         try:
-            return RegionAnswer.model_validate_json(content[start : end + 1])
+            answer = json.loads(content[start : end + 1])
+        except ValueError as exc:
+            raise _InvalidAnswer(f"the answer is not JSON ({exc})") from None
+        if isinstance(answer, dict):
+            # No schema holds a model to the form in JSON mode, and small local models often
+            # leave out the fields that are not the decision itself: "keep" is the extent an
+            # edit had before the shape was asked for. The label stays required.
+            answer = {"subject": "", "shape": "keep", **answer}
+        try:
+            return RegionAnswer.model_validate(answer)
         except ValidationError as exc:
             raise _InvalidAnswer(_short_validation_error(exc)) from None
+
+
+class _RequestShape:
+    """What a request carries besides the messages, adapted to what the server accepts.
+
+    Everything is sent at first: structured output (json_schema), temperature 0 (the same
+    answer every time), the lowest reasoning effort, and a cap on the answer's tokens. Servers
+    differ: local ones often lack json_schema (JSON mode, with the form given in the prompt,
+    replaces it), reasoning models accept only their default temperature, models that do not
+    reason refuse ``reasoning_effort``, and some servers know no token cap. A 400/422 naming one
+    of them drops it, or raises the effort one step, for every later request of the classifier.
+    Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.json_schema = True
+        self.temperature = True
+        self.token_cap = True
+        self.effort: str | None = _REASONING_EFFORTS[0]
+
+    def options(self) -> dict[str, Any]:
+        """The keyword arguments of the next request (``json_schema``: which kind to send)."""
+        with self._lock:
+            options: dict[str, Any] = {"json_schema": self.json_schema}
+            if self.temperature:
+                options["temperature"] = 0
+            if self.effort is not None:
+                options["reasoning_effort"] = self.effort
+            if self.token_cap:
+                options["max_completion_tokens"] = _MAX_ANSWER_TOKENS
+            return options
+
+    def adapt(self, exc: openai.APIStatusError, sent: dict[str, Any]) -> str | None:
+        """Stop sending what the refusal ``exc`` of the request ``sent`` names; returns what
+        changed, or None when the refusal is about nothing we can leave out."""
+        if exc.status_code not in (400, 422):
+            return None
+        param = (exc.param or "").lower()
+        text = f"{exc.message} {json.dumps(exc.body, default=str)}".lower()
+
+        def about(*names: str) -> bool:
+            return param in names or any(name in text for name in names)
+
+        with self._lock:
+            if "reasoning_effort" in sent and about("reasoning_effort", "reasoning.effort"):
+                return self._raise_effort(sent["reasoning_effort"], text)
+            if "max_completion_tokens" in sent and about("max_completion_tokens", "max_tokens"):
+                self.token_cap = False
+                return "a cap on the answer's tokens (max_completion_tokens); leaving it out"
+            if "temperature" in sent and about("temperature"):
+                self.temperature = False
+                return "temperature 0; using the model's default instead"
+            if sent["json_schema"] and about("response_format", "json_schema"):
+                self.json_schema = False
+                return "structured output (json_schema); using JSON mode instead"
+        return None
+
+    def _raise_effort(self, refused: str, text: str) -> str:
+        if self.effort != refused:  # another thread has adapted already
+            return f"reasoning effort {refused!r}; now sending {self.effort!r}"
+        higher = list(_REASONING_EFFORTS[_REASONING_EFFORTS.index(refused) + 1 :])
+        if "value" not in text or not higher:
+            # the parameter itself is unknown: a model that does not reason
+            self.effort = None
+            return "the reasoning_effort parameter; leaving it out"
+        # "Supported values are: 'low', 'medium' and 'high'": the lowest of ours it lists
+        listed = text.partition("supported values")[2]
+        self.effort = next((e for e in higher if f"'{e}'" in listed), higher[0])
+        return f"reasoning effort {refused!r}; now sending {self.effort!r}"
+
+
+def _setting(value: float | None, argument: str, variable: str, default: float) -> float:
+    """``value``, else the environment variable ``variable``, else ``default``: a positive
+    number (an integer for the attempts), or ClassifierError naming where it came from."""
+    integer = argument == "max_attempts"
+    where = f"LLMClassifier({argument}={value!r})"
+    if value is None:
+        raw = os.environ.get(variable, "").strip()
+        if not raw:
+            return default
+        where = f"{variable}={raw!r}"
+        try:
+            value = int(raw) if integer else float(raw)
+        except ValueError:
+            value = math.nan
+    usable = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if usable and integer:
+        usable = float(value).is_integer() and value >= 1
+    elif usable:
+        usable = math.isfinite(value) and value > 0
+    if not usable:
+        what = "a whole number of requests, 1 or more" if integer else "a number of seconds above 0"
+        raise ClassifierError(f"{where} is not usable: give {what}.", attempts=0)
+    return float(value)
+
+
+def _warn_if_retired(model: str, endpoint: Endpoint) -> None:
+    """A notice, before any request, when OpenAI has retired ``model`` or announced it will."""
+    known = retirement(model)
+    if known is None or endpoint.url != DEFAULT_BASE_URL:
+        return  # another server may serve a model of that name for as long as it likes
+    successor = f" Its successor: {known.replacement}." if known.replacement else ""
+    shut = "shut down" if known.date <= datetime.date.today().isoformat() else "shuts down"
+    logger.warning(
+        "OpenAI %s the LLM %r on %s.%s Choose another with %s.",
+        shut,
+        model,
+        known.date,
+        successor,
+        _MODEL_SETTING,
+    )
 
 
 def _first_message(request: Callable[[], Any]) -> Any:

@@ -4,15 +4,18 @@ A labelled file is JSON Lines, one pair a line::
 
     {"source": "a dog on grass", "target": "a dog on a beach", "label": "background"}
 
-(``id`` optional, other fields ignored). :func:`evaluate` runs a classifier over the pairs, in a
-thread pool since an LLM answers slowly but many at once, and returns an :class:`EvalReport`:
-accuracy, macro-F1, per-class precision / recall / F1, the confusion matrix and the mistakes.
+(``id`` and ``shape`` optional, other fields ignored). :func:`evaluate` runs a classifier over
+the pairs, in a thread pool since an LLM answers slowly but many at once, and returns an
+:class:`EvalReport`: accuracy, macro-F1, per-class precision / recall / F1, the confusion matrix
+and the mistakes; where pairs carry a ``shape`` ("keep" or "change": whether a foreground edit
+keeps the subject's outline), also how often the classifier's shape is right.
 
 How failures count: a pair whose ``classify`` raises a :class:`~regionedit.errors.RegionEditError`
 (no key, server down, empty description) is predicted ``"error"``. It counts as wrong: it is in
 ``n``, lowers the accuracy and the recall of its true label, and is listed in ``mistakes`` with
 the message; it is no prediction of any label, so no label's precision changes and the confusion
-matrix (true label x predicted label) leaves it out: ``errors`` counts those pairs.
+matrix (true label x predicted label) leaves it out: ``errors`` counts those pairs. For the
+shape, such a pair counts as a wrong shape.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from . import errors
 from .errors import LabelledDataError, RegionEditError
-from .types import Label
+from .types import Label, Shape
 
 if TYPE_CHECKING:  # pragma: no cover
     from .classify import Classifier
@@ -45,6 +48,7 @@ __all__ = [
     "confusion_matrix",
     "precision_recall_f1",
     "macro_f1",
+    "shape_accuracy",
     "format_report",
     "run_eval_cli",
 ]
@@ -64,6 +68,8 @@ class LabelledPair(BaseModel):
     target: str
     label: Label
     id: Optional[str] = None
+    #: whether the edit keeps the subject's outline ("keep" for every background pair)
+    shape: Optional[Shape] = None
 
     @field_validator("id", mode="before")
     @classmethod
@@ -93,6 +99,19 @@ class Mistake(BaseModel):
     reason: str
     #: the class of the error raised, for ``predicted == "error"`` (e.g. "ClassifierError")
     error: Optional[str] = None
+    #: the labelled and the predicted shape, in :attr:`EvalReport.shape_mistakes`
+    shape: Optional[Shape] = None
+    predicted_shape: Optional[Union[Shape, Literal["error"]]] = None
+
+
+class ShapeMetrics(BaseModel):
+    """How often the predicted shape matches the labelled one: on every pair that has a
+    ``shape``, and on those labelled foreground (where the shape decides the mask)."""
+
+    accuracy: float
+    n: int
+    foreground_accuracy: Optional[float] = None
+    foreground_n: int = 0
 
 
 class EvalReport(BaseModel):
@@ -112,6 +131,10 @@ class EvalReport(BaseModel):
     #: pairs whose classify() raised (they are in ``mistakes``, not in ``confusion``)
     errors: int
     mistakes: list[Mistake]
+    #: None when no pair of the file has a ``shape``
+    shape: Optional[ShapeMetrics] = None
+    #: pairs with a ``shape`` whose predicted shape differs (the label may be right)
+    shape_mistakes: list[Mistake] = []
     elapsed_s: float
     pairs_per_s: float
     concurrency: int
@@ -222,6 +245,16 @@ def macro_f1(
     return sum(per_class[label].f1 for label in present) / len(present)
 
 
+def shape_accuracy(true: Sequence[Optional[str]], predicted: Sequence[str]) -> Optional[float]:
+    """The share of pairs with a labelled shape (not None) whose predicted shape matches it;
+    None when no pair has one."""
+    _same_length(true, predicted)  # type: ignore[arg-type]
+    scored = [(t, p) for t, p in zip(true, predicted) if t is not None]
+    if not scored:
+        return None
+    return sum(1 for t, p in scored if t == p) / len(scored)
+
+
 def _same_length(true: Sequence[str], predicted: Sequence[str]) -> None:
     if len(true) != len(predicted):
         raise ValueError(f"{len(true)} true labels but {len(predicted)} predictions")
@@ -245,13 +278,13 @@ def evaluate(
     if not pairs:
         raise LabelledDataError("No labelled pair to evaluate. Pass at least one pair.")
 
-    def answer(pair: LabelledPair) -> tuple[Prediction, str, str]:
-        """(prediction, reason or error message, classifier version or error class)"""
+    def answer(pair: LabelledPair) -> tuple[Prediction, str, str, str]:
+        """(prediction, reason or error message, classifier version or error class, shape)"""
         try:
             result = classifier.classify(pair.source, pair.target)
         except RegionEditError as exc:
-            return "error", str(exc), type(exc).__name__
-        return result.label, result.reason, result.classifier
+            return "error", str(exc), type(exc).__name__, "error"
+        return result.label, result.reason, result.classifier, result.shape
 
     started = time.perf_counter()
     if concurrency == 1:
@@ -262,11 +295,25 @@ def evaluate(
     elapsed = time.perf_counter() - started
 
     true = [pair.label for pair in pairs]
-    predicted = [prediction for prediction, _, _ in answers]
+    predicted = [prediction for prediction, _, _, _ in answers]
     hits = sum(1 for t, p in zip(true, predicted) if t == p)
+
+    def mistake(pair: LabelledPair, prediction: Prediction, reason: str, extra: str, shape: str):
+        return Mistake(
+            id=pair.id,
+            source=pair.source,
+            target=pair.target,
+            label=pair.label,
+            predicted=prediction,
+            reason=reason,
+            error=extra if prediction == "error" else None,
+            shape=pair.shape,
+            predicted_shape=shape,  # type: ignore[arg-type]
+        )
+
     return EvalReport(
         classifier=getattr(classifier, "name", type(classifier).__name__),
-        classifier_version=next((v for p, _, v in answers if p != "error" and v), ""),
+        classifier_version=next((v for p, _, v, _ in answers if p != "error" and v), ""),
         n=len(pairs),
         accuracy=hits / len(pairs),
         macro_f1=macro_f1(true, predicted),
@@ -274,21 +321,32 @@ def evaluate(
         confusion=confusion_matrix(true, predicted),
         errors=predicted.count("error"),
         mistakes=[
-            Mistake(
-                id=pair.id,
-                source=pair.source,
-                target=pair.target,
-                label=pair.label,
-                predicted=prediction,
-                reason=reason,
-                error=extra if prediction == "error" else None,
-            )
-            for pair, (prediction, reason, extra) in zip(pairs, answers)
-            if prediction != pair.label
+            mistake(pair, *answer)
+            for pair, answer in zip(pairs, answers)
+            if answer[0] != pair.label
+        ],
+        shape=_shape_metrics(pairs, [shape for _, _, _, shape in answers]),
+        shape_mistakes=[
+            mistake(pair, *answer)
+            for pair, answer in zip(pairs, answers)
+            if pair.shape is not None and answer[3] != pair.shape
         ],
         elapsed_s=elapsed,
         pairs_per_s=len(pairs) / max(elapsed, 1e-9),  # finite, so the JSON stays valid
         concurrency=concurrency,
+    )
+
+
+def _shape_metrics(pairs: Sequence[LabelledPair], shapes: Sequence[str]) -> Optional[ShapeMetrics]:
+    overall = shape_accuracy([p.shape for p in pairs], shapes)
+    if overall is None:
+        return None
+    foreground = [(p.shape, s) for p, s in zip(pairs, shapes) if p.label == "foreground"]
+    return ShapeMetrics(
+        accuracy=overall,
+        n=sum(1 for p in pairs if p.shape is not None),
+        foreground_accuracy=shape_accuracy([t for t, _ in foreground], [s for _, s in foreground]),
+        foreground_n=sum(1 for t, _ in foreground if t is not None),
     )
 
 
@@ -316,6 +374,15 @@ def format_report(report: EvalReport, *, show_errors: bool = False) -> str:
     lines.append(" " * 14 + "".join(f"{label:>14}" for label in report.labels))
     for label, row in zip(report.labels, report.confusion):
         lines.append(f"{label:<14}" + "".join(f"{count:>14d}" for count in row))
+    shape = report.shape
+    if shape is not None:
+        line = f"shape accuracy {shape.accuracy:.3f} on {shape.n} pairs"
+        if shape.foreground_accuracy is not None:
+            line += (
+                f" (pairs labelled foreground: {shape.foreground_accuracy:.3f} on "
+                f"{shape.foreground_n})"
+            )
+        lines += ["", line]
     if show_errors:
         lines += ["", f"mistakes ({len(report.mistakes)})"]
         for m in report.mistakes:
@@ -323,8 +390,19 @@ def format_report(report: EvalReport, *, show_errors: bool = False) -> str:
             lines.append(
                 f"{tag}{m.label} -> {m.predicted}: {m.source!r} -> {m.target!r} ({m.reason})"
             )
-    elif report.mistakes:
-        lines += ["", f"{len(report.mistakes)} mistakes (--show-errors lists them)"]
+        if shape is not None:
+            lines += ["", f"shape mistakes ({len(report.shape_mistakes)})"]
+            for m in report.shape_mistakes:
+                tag = f"[{m.id}] " if m.id else ""
+                lines.append(
+                    f"{tag}{m.label} {m.shape} -> {m.predicted} {m.predicted_shape}: "
+                    f"{m.source!r} -> {m.target!r}"
+                )
+    elif report.mistakes or report.shape_mistakes:
+        counts = f"{len(report.mistakes)} mistakes"
+        if shape is not None:
+            counts += f", {len(report.shape_mistakes)} shape mistakes"
+        lines += ["", f"{counts} (--show-errors lists them)"]
     return "\n".join(lines)
 
 

@@ -20,8 +20,10 @@ __all__ = [
 
 # -- the LLM region classifier -----------------------------------------------------------------
 
-#: chat model of the LLM region classifier (``--llm-model``, ``REGIONEDIT_LLM_MODEL``)
-DEFAULT_LLM_MODEL = "gpt-4o-mini"
+#: chat model of the LLM region classifier (``--llm-model``, ``REGIONEDIT_LLM_MODEL``):
+#: OpenAI's named successor of gpt-4o-mini, a reasoning model (the classifier asks it for the
+#: least reasoning it accepts)
+DEFAULT_LLM_MODEL = "gpt-6-luna"
 
 # -- the OpenAI image edit inpainter -----------------------------------------------------------
 
@@ -58,6 +60,22 @@ RETIRED: dict[str, Retirement] = {
     r.model: r
     for r in (
         Retirement("gpt-image-1", "2026-10-23", "gpt-image-2"),
+        # chat models, as the openai SDK's model notes announce them
+        Retirement("gpt-4o-mini", "2027-01-14", "gpt-6-luna"),
+        Retirement("gpt-4o-mini-2024-07-18", "2027-01-14", "gpt-6-luna"),
+        Retirement("gpt-4o", "2027-01-14"),
+        Retirement("gpt-4.1", "2027-01-14"),
+        Retirement("gpt-4.1-mini", "2027-01-14"),
+        Retirement("gpt-4.1-nano", "2026-10-23"),
+        Retirement("o4-mini", "2026-10-23"),
+        Retirement("o3-mini", "2026-10-23"),
+        Retirement("gpt-4-turbo", "2026-10-23"),
+        Retirement("gpt-4", "2026-10-23"),
+        Retirement("gpt-3.5-turbo", "2026-10-23"),
+        Retirement("gpt-5", "2026-12-11"),
+        Retirement("gpt-5-mini", "2026-12-11"),
+        Retirement("gpt-5-nano", "2026-12-11"),
+        Retirement("o3", "2026-12-11"),
     )
 }
 

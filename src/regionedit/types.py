@@ -16,7 +16,7 @@ Label = Literal["foreground", "background", "unidentified"]
 #: who decided the region: a classifier, the caller (override), or the unidentified policy
 DecisionSource = Literal["llm", "offline", "override", "policy"]
 UnidentifiedPolicy = Literal["error", "foreground", "background"]
-#: whether an edit keeps the main subject's outline or gives it another one
+#: whether a foreground edit keeps the subject's outline or needs room beyond it
 Shape = Literal["keep", "change"]
 #: How far a foreground edit's mask reaches: the subject's ``outline`` (grown by a few pixels),
 #: its padded bounding ``box`` as well (room for a subject of another shape), or ``auto``: the
@@ -51,9 +51,11 @@ class Classification(BaseModel):
     source: DecisionSource = "llm"
     #: e.g. the LLM model and prompt version, or the offline classifier's version
     classifier: str = ""
-    #: the main subject as the classifier understood it (a short noun phrase; "" when unknown)
+    #: the main subject as the classifier read it, a short noun phrase ("" when not known)
     subject: str = ""
-    #: whether the edit keeps the subject's outline, or needs room for another one
+    #: "change" when a foreground edit needs room beyond the subject's outline (another thing
+    #: in its place, a new pose, something worn or held reaching past it, the subject removed);
+    #: "keep" for edits inside the outline, and for every background or unidentified edit
     shape: Shape = "keep"
 
 

@@ -12,10 +12,15 @@ Fixtures:
 Scripting, in the order the server consults them for a request:
     server.enqueue(FakeResponse(...), ..., path=...)    one-shot answers, served first, in order
     server.add_route("POST", "/v1/images/edits", fn)    fn(RecordedRequest) -> FakeResponse
-    default POST /v1/chat/completions                   answers {"reason", "label"} with
+    default POST /v1/chat/completions                   refuses what a real server refuses:
+        server.known_models = {"gpt-6-luna"}            404 model_not_found for any other model
+        server.reject_json_schema = True                400 for response_format json_schema
+        server.refuse_params["temperature"] = "..."     400 naming a parameter the request has
+        server.efforts = ("low", "medium")              400 for another reasoning_effort value
+        server.act_as_reasoning_model()                 all three, as OpenAI's reasoning models
+    and otherwise answers {"subject", "reason", "label", "shape"} with
         server.answer("background")                     a fixed label, or
-        server.answer_by(lambda source, target: ...)    a rule on the two descriptions;
-        server.reject_json_schema = True                400 for response_format json_schema.
+        server.answer_by(lambda source, target: ...)    a rule on the two descriptions.
 
 Image endpoints have no default route: add one, answering e.g. ``image_response_json(image)``.
 Everything received is in ``server.requests`` (:class:`RecordedRequest`: method, path, headers,
@@ -30,6 +35,7 @@ import json
 import socket
 import threading
 import traceback
+import urllib.parse
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,6 +102,8 @@ class RecordedRequest:
     headers: dict[str, str]
     body: bytes
     json: Any = None
+    #: the query parameters of the request URL
+    query: dict[str, str] = field(default_factory=dict)
 
     def multipart(self) -> dict[str, FormPart]:
         """The form fields of a multipart/form-data body, by name (the last one wins)."""
@@ -180,9 +188,19 @@ def image_response_json(image: Any) -> dict:
     }
 
 
-def label_answer(label: str, reason: str = "fake answer") -> FakeResponse:
-    """A chat completion whose content is the classifier's ``{"reason", "label"}`` JSON."""
-    return FakeResponse(json=chat_completion_json(json.dumps({"reason": reason, "label": label})))
+def label_answer(
+    label: str, reason: str = "fake answer", *, subject: str = "the subject", shape: str = "keep"
+) -> FakeResponse:
+    """A chat completion whose content is the classifier's answer JSON."""
+    answer = {"subject": subject, "reason": reason, "label": label, "shape": shape}
+    return FakeResponse(json=chat_completion_json(json.dumps(answer)))
+
+
+def refusal(status: int, message: str, *, param: str | None, code: str) -> FakeResponse:
+    """An OpenAI-style refusal of a request parameter (``param`` names it, as OpenAI does)."""
+    body = error_json(message, type_="invalid_request_error", code=code)
+    body["error"]["param"] = param
+    return FakeResponse(status=status, json=body)
 
 
 def descriptions_in(request: RecordedRequest) -> tuple[str, str]:
@@ -233,8 +251,16 @@ class FakeOpenAIServer:
         #: tracebacks of handlers that raised; the fixture fails the test if any
         self.handler_errors: list[str] = []
         self.reject_json_schema = False
+        #: chat requests carrying one of these parameters get a 400 with the message given
+        self.refuse_params: dict[str, str] = {}
+        #: when set, the reasoning_effort values accepted (another value gets a 400)
+        self.efforts: tuple[str, ...] | None = None
+        #: when set, the models served (another model gets OpenAI's 404 model_not_found)
+        self.known_models: set[str] | None = None
         self._rule: Callable[[str, str], str] = lambda source, target: "foreground"
         self._reason = "fake answer"
+        self._subject = "the subject"
+        self._shape = "keep"
         self._routes: dict[tuple[str, str], Handler] = {("POST", CHAT_PATH): self._chat}
         self._queues: dict[str, deque[FakeResponse]] = {}
         self._lock = threading.Lock()
@@ -278,10 +304,33 @@ class FakeOpenAIServer:
         """Answer ``method path`` (path includes /v1) with ``handler(request)``."""
         self._routes[(method.upper(), path)] = handler
 
-    def answer(self, label: str, reason: str = "fake answer") -> None:
-        """Chat completions answer ``label`` from now on."""
+    def answer(
+        self,
+        label: str,
+        reason: str = "fake answer",
+        *,
+        subject: str = "the subject",
+        shape: str = "keep",
+    ) -> None:
+        """Chat completions answer ``label`` (with that reason, subject and shape) from now on."""
         self._rule = lambda source, target: label
         self._reason = reason
+        self._subject = subject
+        self._shape = shape
+
+    def act_as_reasoning_model(self, efforts: tuple[str, ...] | None = None) -> None:
+        """Refuse what OpenAI's reasoning models refuse: a temperature other than the default,
+        and ``max_tokens`` (they take ``max_completion_tokens``); ``efforts``: as
+        :attr:`efforts`."""
+        self.refuse_params["temperature"] = (
+            "Unsupported value: 'temperature' does not support 0 with this model. Only the "
+            "default (1) value is supported."
+        )
+        self.refuse_params["max_tokens"] = (
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+            "'max_completion_tokens' instead."
+        )
+        self.efforts = efforts
 
     def answer_by(self, rule: Callable[[str, str], str]) -> None:
         """Chat completions answer ``rule(source, target)`` (see :func:`descriptions_in`)."""
@@ -294,7 +343,30 @@ class FakeOpenAIServer:
 
     # -- serving -----------------------------------------------------------------------------
     def _chat(self, request: RecordedRequest) -> FakeResponse:
-        response_format = (request.json or {}).get("response_format") or {}
+        body = request.json or {}
+        model = body.get("model")
+        if self.known_models is not None and model not in self.known_models:
+            return refusal(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                param=None,
+                code="model_not_found",
+            )
+        for param, message in self.refuse_params.items():
+            if param in body:
+                code = "unsupported_value" if "value" in message else "unsupported_parameter"
+                return refusal(400, message, param=param, code=code)
+        effort = body.get("reasoning_effort")
+        if self.efforts is not None and effort is not None and effort not in self.efforts:
+            listed = ", ".join(f"'{e}'" for e in self.efforts)
+            return refusal(
+                400,
+                f"Unsupported value: 'reasoning_effort' does not support '{effort}' with this "
+                f"model. Supported values are: {listed}.",
+                param="reasoning_effort",
+                code="unsupported_value",
+            )
+        response_format = body.get("response_format") or {}
         if self.reject_json_schema and response_format.get("type") == "json_schema":
             return FakeResponse.error(
                 400,
@@ -302,7 +374,8 @@ class FakeOpenAIServer:
                 type_="invalid_request_error",
             )
         label = self._rule(*descriptions_in(request))
-        return label_answer(label, self._reason)
+        shape = self._shape if label == "foreground" else "keep"
+        return label_answer(label, self._reason, subject=self._subject, shape=shape)
 
     def _route(self, request: RecordedRequest) -> FakeResponse:
         with self._lock:
@@ -322,12 +395,14 @@ class FakeOpenAIServer:
         parsed = None
         if headers.get("content-type", "").startswith("application/json") and body:
             parsed = json.loads(body)
+        path, _, query = http.path.partition("?")
         request = RecordedRequest(
             method=http.command,
-            path=http.path.split("?")[0],
+            path=path,
             headers=headers,
             body=body,
             json=parsed,
+            query=dict(urllib.parse.parse_qsl(query, keep_blank_values=True)),
         )
         with self._lock:
             self.requests.append(request)
