@@ -10,7 +10,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 # pool only adds contention (measured: 6 tiny edits 3.5 s with one thread, 42 s with two).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-for _var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "REGIONEDIT_LLM_MODEL"):
+for _var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "REGIONEDIT_LLM_MODEL",
+             "REGIONEDIT_LLM_TIMEOUT", "REGIONEDIT_LLM_ATTEMPTS"):
     os.environ.pop(_var, None)
 
 sys.path.insert(0, str(Path(__file__).parent))

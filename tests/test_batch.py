@@ -223,8 +223,8 @@ def test_manifest_bad_rows_are_reported_by_line_and_good_rows_run(
 
     assert code == 1
     for line, words in [
-        (3, "target is required"), (4, "steps 'zero' must be a whole number from 1 to 1000"),
-        (5, "outside the manifest's folder"), (6, "region 'middle' must be one of"),
+        (3, "target is required"), (4, "steps zero must be a whole number from 1 to 1000"),
+        (5, "outside the manifest's folder"), (6, "region middle must be one of"),
         (7, "not found"),
     ]:
         assert any(f"line {line}: " in text and words in text for text in stderr.splitlines())

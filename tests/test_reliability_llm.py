@@ -311,3 +311,18 @@ def test_a_query_token_is_masked_where_the_url_is_shown() -> None:
 
     inpainter = OpenAIImageInpainter(base_url=f"http://u:pw-SECRET@host/v1?key={URL_TOKEN}&v=2")
     assert inpainter.describe()["base_url"] == "http://host/v1?key=***&v=***"
+
+
+def test_the_cli_flags_set_the_timeout_and_the_attempts(
+    llm_env: FakeOpenAIServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from regionedit.cli import main
+
+    llm_env.enqueue(*[FakeResponse(json=chat_completion_json("{}"), delay=5.0)] * 3)
+
+    code = main(["classify", "--classifier", "llm", "--source", SOURCE, "--target", TARGET,
+                 "--llm-timeout", "0.3", "--llm-attempts", "2"])
+
+    err = capsys.readouterr().err
+    assert code == 4 and len(llm_env.requests) == 2
+    assert "timed out after 0.3 s" in err and "--llm-timeout" in err

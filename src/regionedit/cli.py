@@ -65,6 +65,16 @@ def _at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text!r}")
+    return value
+
+
 # -- shared option groups ----------------------------------------------------------------------
 
 
@@ -81,6 +91,15 @@ def classifier_options() -> argparse.ArgumentParser:
     g.add_argument(
         "--llm-model",
         help=f"LLM model name (default: $REGIONEDIT_LLM_MODEL or {DEFAULT_LLM_MODEL})",
+    )
+    g.add_argument(
+        "--llm-timeout", type=_positive_seconds, metavar="SECONDS",
+        help="seconds one LLM request may take (default: $REGIONEDIT_LLM_TIMEOUT or 30)",
+    )
+    g.add_argument(
+        "--llm-attempts", type=_at_least(1), metavar="N",
+        help="requests per question before giving up, retries included "
+        "(default: $REGIONEDIT_LLM_ATTEMPTS or 4)",
     )
     return p
 
@@ -181,6 +200,8 @@ def make_editor(args: argparse.Namespace) -> "Editor":
         classifier=getattr(args, "classifier", "auto"),
         inpainter=getattr(args, "inpainter", "diffusers"),
         llm_model=getattr(args, "llm_model", None),
+        llm_timeout=getattr(args, "llm_timeout", None),
+        llm_attempts=getattr(args, "llm_attempts", None),
         segment_model=getattr(args, "segment_model", DEFAULT_SEGMENT_MODEL),
         segment_model_path=getattr(args, "segment_model_path", None),
         inpaint_model=getattr(args, "model", None),
@@ -260,7 +281,9 @@ def cmd_mask(args: argparse.Namespace) -> int:
 def cmd_eval_classifier(args: argparse.Namespace) -> int:
     from .evaluate import run_eval_cli
 
-    kwargs = {"model": args.llm_model} if args.llm_model and args.classifier == "llm" else {}
+    given = {"model": args.llm_model, "timeout": args.llm_timeout,
+             "max_attempts": args.llm_attempts}
+    kwargs = {k: v for k, v in given.items() if v is not None} if args.classifier == "llm" else {}
     text, status = run_eval_cli(
         args.data, args.classifier, json_out=args.json, show_errors=args.show_errors,
         concurrency=args.concurrency, classifier_kwargs=kwargs,

@@ -94,6 +94,8 @@ class Editor:
         inpainter: "Inpainter | str" = "diffusers",
         compositor: "Compositor | None" = None,
         llm_model: Optional[str] = None,
+        llm_timeout: Optional[float] = None,
+        llm_attempts: Optional[int] = None,
         segment_model: str = DEFAULT_SEGMENT_MODEL,
         segment_model_path: Optional[str] = None,
         inpaint_model: Optional[str] = None,
@@ -120,6 +122,10 @@ class Editor:
         self._compositor_spec = compositor
         self._compositor = compositor
         self.llm_model = llm_model
+        #: seconds per LLM request and requests per question (None: the environment's
+        #: REGIONEDIT_LLM_TIMEOUT / REGIONEDIT_LLM_ATTEMPTS, else the classifier's defaults)
+        self.llm_timeout = llm_timeout
+        self.llm_attempts = llm_attempts
         self.segment_model = segment_model
         self.segment_model_path = segment_model_path
         self.inpaint_model = inpaint_model
@@ -146,9 +152,11 @@ class Editor:
             if self._classifier is None:
                 from .classify import get_classifier
 
+                given = {"model": self.llm_model, "timeout": self.llm_timeout,
+                         "max_attempts": self.llm_attempts}
                 kwargs: dict[str, Any] = {}
-                if self.llm_model and self._classifier_spec in ("auto", "llm"):
-                    kwargs["model"] = self.llm_model
+                if self._classifier_spec in ("auto", "llm"):
+                    kwargs = {key: value for key, value in given.items() if value is not None}
                 self._classifier = get_classifier(str(self._classifier_spec), **kwargs)
             return self._classifier
 

@@ -283,7 +283,7 @@ def _jsonl_rows(f: Any) -> Iterator[tuple[int, Union[dict[str, Any], str]]]:
 
 def _row_problem(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        spell = lambda name, value: f"{name} {value!r}"  # noqa: E731
+        spell = lambda name, value: f"{name} {value}"  # noqa: E731
         return settings_problem(exc, spell).removeprefix("Bad edit setting: ").rstrip(".")
     return str(exc)
 
