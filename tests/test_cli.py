@@ -149,3 +149,17 @@ def test_every_command_parses_its_documented_flags():
     with pytest.raises(SystemExit):
         parser.parse_args(["edit", "in.jpg", "--source", "a", "--target", "b", "-o", "o.png",
                            "--on-unidentified", "skip"])
+
+
+def test_a_lossy_output_says_that_kept_pixels_will_not_be_exact(tmp_path, small_photo_path,
+                                                                model_flags, rembg_env):
+    proc = run_cli("edit", small_photo_path, "--source", "a cat", "--target", "a cat on the moon",
+                   "--region", "background", "-o", tmp_path / "out.jpg", *model_flags,
+                   env=rembg_env)
+    assert proc.returncode == 0, proc.stderr
+    notices = [line for line in proc.stderr.splitlines() if "lossy" in line]
+    assert len(notices) == 1 and "PNG" in notices[0]
+    png = run_cli("edit", small_photo_path, "--source", "a cat", "--target", "a cat on the moon",
+                  "--region", "background", "-o", tmp_path / "out.png", *model_flags,
+                  env=rembg_env)
+    assert "lossy" not in png.stderr

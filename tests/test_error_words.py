@@ -60,3 +60,4 @@ def test_a_strict_manifest_refusal_is_one_line_listing_every_bad_row(tmp_path, c
     assert "line 2: target is required" in line and "line 3: steps 0 must be" in line
     assert "--strict" in line and "strict=True" not in line
     assert not (tmp_path / "out").exists()
+

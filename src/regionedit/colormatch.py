@@ -14,10 +14,11 @@ docs/compositing.md compares it with transfers that pull new content towards the
 
 from __future__ import annotations
 
-import logging
 import math
+
 import numpy as np
 
+from ._log import log, once
 from .errors import ImageInputError
 
 __all__ = [
@@ -28,8 +29,6 @@ __all__ = [
     "delta_e76",
     "seam_bands",
 ]
-
-log = logging.getLogger("regionedit")
 
 
 # sRGB (D65) primaries -> CIE XYZ, and the D65 2-degree white point; the same constants as
@@ -249,15 +248,18 @@ def _cast_samples(
     original_ring = srgb_to_lab(original[picked])
     same = _same_content(generated_ring, original_ring)
     if same.sum() < max(_MIN_CAST_PIXELS, 0.5 * len(same)):
-        log.info(
-            "Colour matching skipped: the generated image does not redraw the kept pixels "
-            "near the seam closely enough to tell its colour cast."
+        once(
+            "colormatch-not-redrawn",
+            "Colour matching skipped: the generated image does not redraw the kept pixels near "
+            "the seam closely enough to tell its colour cast (said once; see the debug log).",
         )
         return None
     shift = delta_e76(original_ring[same].mean(axis=0), generated_ring[same].mean(axis=0))
     if shift > _MAX_CAST_DELTA_E:
-        log.info(
-            "Colour matching skipped: a shift of Delta-E %.0f is new content, not a cast.", shift
+        once(
+            "colormatch-new-content",
+            "Colour matching skipped: a shift of Delta-E %.0f is new content, not a cast (said "
+            "once; see the debug log).", shift,
         )
         return None
     return generated_ring[same], original_ring[same]

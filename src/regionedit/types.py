@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -221,6 +222,7 @@ class EditResult(BaseModel):
         from .imageio import atomic_write_bytes, save_image
 
         path = Path(path)
+        _notice_if_lossy(path, save_kwargs)
         default = output_paths(path, candidates=len(self.candidates))
         written = {"image": save_image(self.image, path, **save_kwargs)}
         if mask:
@@ -237,6 +239,21 @@ class EditResult(BaseModel):
             atomic_write_bytes(side_path, (json.dumps(record, indent=2) + "\n").encode())
             written["sidecar"] = side_path
         return written
+
+
+def _notice_if_lossy(path: Path, save_kwargs: dict[str, Any]) -> None:
+    """Say once that a lossy format breaks "every pixel outside the mask is the input's"."""
+    suffix = path.suffix.lower()
+    lossless_webp = suffix == ".webp" and save_kwargs.get("lossless")
+    if suffix in (".jpg", ".jpeg", ".webp") and not lossless_webp:
+        from ._log import once
+
+        once(
+            f"lossy-{suffix}",
+            "%s is a lossy format: pixels outside the mask will not be exactly the input's. "
+            "Save as PNG to keep them exact.", suffix.lstrip(".").upper(),
+            level=logging.WARNING,
+        )
 
 
 def settings_problem(
