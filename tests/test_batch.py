@@ -397,7 +397,7 @@ def test_unidentified_region_is_skipped_or_failed_by_policy(editor, good_photos,
             assert entry["reason"] == "cannot tell"
         else:
             assert entry["error_type"] == "UnidentifiedRegionError"
-            assert "--on-unidentified" in entry["error"]
+            assert "on_unidentified=" in entry["error"]  # Python words: run from Python
 
 
 def test_classifier_down_fails_only_its_items(llm_env, rembg_segmenter, small_photo_path):

@@ -106,7 +106,7 @@ def test_identical_descriptions_are_unidentified_without_asking(llm_env: FakeOpe
 def test_identical_descriptions_edit_only_with_a_region(editor: Editor, small_photo_path: Path):
     with pytest.raises(UnidentifiedRegionError) as caught:
         editor.edit(small_photo_path, "a cat", "a cat", **FAST)
-    assert "--region" in str(caught.value)
+    assert "region='foreground'" in str(caught.value)  # Python's words
     # with a region it is a re-roll of that region, which is a legitimate request
     result = editor.edit(small_photo_path, "a cat", "a cat", region="background", **FAST)
     assert result.region == "background" and (result.mask > 0).any()
