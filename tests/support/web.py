@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import json
 import socket
 import threading
@@ -22,10 +21,6 @@ TARGETS = {"a dog": "foreground", "a beach": "background", "something else": "un
 
 def classify_by_target(source: str, target: str) -> str:
     return TARGETS.get(target, "background")
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def rgb(path: Path) -> np.ndarray:
