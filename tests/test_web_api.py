@@ -19,12 +19,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
-
-pytest.importorskip("fastapi", reason="the web extra is not installed")
-from fastapi.testclient import TestClient  # noqa: E402
-from support.fake_llm import FAKE_API_KEY  # noqa: E402
-from support.web import (  # noqa: E402
+from support.fake_llm import FAKE_API_KEY
+from support.web import (
     classify_by_target,
     photo_variants,
     read_log,
@@ -32,10 +30,10 @@ from support.web import (  # noqa: E402
     write_manifest,
 )
 
-from regionedit import Editor  # noqa: E402
-from regionedit.batch import BatchOptions, BatchSummary, plan_manifest, run_batch  # noqa: E402
-from regionedit.errors import SettingsError  # noqa: E402
-from regionedit.web import check_binding, create_app  # noqa: E402
+from regionedit import Editor
+from regionedit.batch import BatchOptions, BatchSummary, plan_manifest, run_batch
+from regionedit.errors import SettingsError
+from regionedit.web import check_binding, create_app
 
 BASE = "http://127.0.0.1"
 
@@ -380,6 +378,10 @@ def test_files_are_served_only_from_inside_the_folder(client_for, batch, tmp_pat
     # the original is shown only while it has the content hash the run recorded
     original = client.get(f"/api/items/{key}/images/original")
     assert error_of(original)[:2] == (400, "ImageInputError")
+    moved = next(i for i in client.get("/api/items").json()["items"]
+                 if i["input"] == "photo00.png")
+    (tmp_path / "in" / "photo00.png").unlink()  # an original moved away after the run
+    assert error_of(client.get(moved["original"]["thumb"]))[:2] == (400, "ImageInputError")
     for path in ("/static/../run.jsonl", "/static/%2e%2e/%2e%2e/pyproject.toml",
                  "/api/items/..%2F..%2Fsecret.png/files/image",
                  "/api/edits/..%2F..%2Frun/files/image", "/api/uploads/..%2F..%2F/image",

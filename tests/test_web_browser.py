@@ -15,8 +15,6 @@ from typing import Any, Iterator
 
 import pytest
 
-pytest.importorskip("fastapi", reason="the web extra is not installed")
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 if shutil.which("chromium") is None:
     pytest.skip(
         "Chromium is not installed (apt-get install chromium); the browser tests drive the "
@@ -24,7 +22,7 @@ if shutil.which("chromium") is None:
         allow_module_level=True,
     )
 
-from playwright.sync_api import expect  # noqa: E402
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
 from support.web import (  # noqa: E402
     classify_by_target,
     live_server,
@@ -50,7 +48,7 @@ WAIT_MS = 20_000
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright.sync_playwright() as p:
+    with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()

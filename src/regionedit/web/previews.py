@@ -39,7 +39,13 @@ def preview(
     (an original changed or replaced since the run is refused with ImageInputError).
     """
     side = PREVIEW_SIDES[size]
-    stat = source.stat()
+    try:
+        stat = source.stat()
+    except OSError as exc:
+        raise ImageInputError(
+            f"{source.name} cannot be read ({exc.strerror or exc}): it was moved or deleted "
+            "after the run.", path=str(source),
+        ) from None
     name = f"{source}\0{stat.st_mtime_ns}\0{stat.st_size}\0{side}"
     cached = out_dir / THUMBS_DIR / (hashlib.sha256(name.encode()).hexdigest()[:32] + ".jpg")
     if cached.is_file():

@@ -71,6 +71,5 @@ function comparison(beforeUrl, afterUrl, {beforeLabel = "original", afterLabel =
   const box = el("div", {class: "compare"},
     el("img", {class: "before", src: beforeUrl, alt: beforeLabel}), after, slider,
     el("span", {class: "tag left", text: beforeLabel}), el("span", {class: "tag right", text: afterLabel}));
-  box.setAfter = (url, label) => { after.src = url; box.querySelector(".tag.right").textContent = label; };
   return box;
 }
