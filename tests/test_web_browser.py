@@ -3,8 +3,9 @@ Playwright, against the app served by uvicorn on a free port.
 
 The edit page: upload a photo, see the decision and the mask, flip the region, generate two
 candidates, compare, pick one; the file on disk then holds the picked pixels. The review page:
-a real batch of 20 items, a pick there replaces the item's output file. Each page is
-photographed (into the test's temporary folder).
+a real batch of 20 items; a pick there replaces the item's output file, and the item the
+classifier could not decide is edited once its question is answered. Each page is photographed
+(into the test's temporary folder).
 """
 
 from __future__ import annotations
@@ -145,5 +146,15 @@ def test_review_page_shows_a_batch_and_a_pick_replaces_the_output(
         first.locator("button[data-pick='1']").click()
         page.wait_for_selector("article.item:first-child .badge.picked")
 
+        # the undecided item answers its question: re-run with the region chosen
+        undecided = page.locator("article.item >> nth=5")
+        undecided.locator("button[data-answer='background']").click()
+        expect(undecided.locator(".badge.done")).to_be_visible()
+        expect(undecided).to_contain_text("output · seed")
+
     assert output.read_bytes() == picked
-    assert read_log(out)[-1]["type"] == "pick"
+    picks = [line for line in read_log(out) if line["type"] == "pick"]
+    assert [line["input"] for line in picks] == ["photo00.png"]
+    rerun = read_log(out)[-1]
+    assert (rerun["input"], rerun["status"], rerun["region"]) == ("photo05.png", "ok", "background")
+    assert (out / rerun["outputs"]["image"]).is_file()
