@@ -21,6 +21,8 @@ def test_wheel_carries_the_prompts(tmp_path):
     for prompt in (REPO / "prompts").glob("*.md"):
         assert f"regionedit/prompts/{prompt.name}" in names
     assert "regionedit/data/offline_lexicon.txt" in names
+    for page in ("edit.html", "review.html", "api.html", "app.css", "common.js"):
+        assert f"regionedit/web/static/{page}" in names  # the web app's pages
 
     # and the prompt loader finds them there, away from the checkout
     site = tmp_path / "site"

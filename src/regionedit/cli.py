@@ -345,6 +345,17 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``regionedit serve``: the web app over OUT_DIR until Ctrl-C."""
+    from .web import serve
+
+    serve(
+        args.out_dir, host=args.host, port=args.port, token=args.token,
+        editor=make_editor(args), max_upload_bytes=args.max_upload_mb * 2**20,
+    )
+    return 0
+
+
 def format_summary(summary: "BatchSummary", out_dir: Path) -> str:
     """The end-of-run report printed by ``regionedit batch``."""
     from .batch import RUN_LOG
@@ -438,6 +449,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_score)
 
     _add_batch_parser(sub, [cls, seg, gen, settings_options(extra_policies=("skip",))])
+
+    p = sub.add_parser(
+        "serve", parents=[cls, seg, gen],
+        help="a local web app: edit a photo, review a batch output folder, and an HTTP API",
+        description="Serve the edit page (/), the review page of OUT_DIR (/review) and the HTTP "
+        "API (/api/, described at /api/docs) until Ctrl-C. One editor serves every request.",
+    )
+    p.add_argument("out_dir", nargs="?", default=".", metavar="OUT_DIR",
+                   help="a batch output folder to review; single edits are saved under "
+                   "OUT_DIR/edits (default: the current folder)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=_at_least(1), default=7860, help="port (default: 7860)")
+    p.add_argument("--token", help="required with any other --host: every request must carry it "
+                   "(default: $REGIONEDIT_TOKEN)")
+    p.add_argument("--max-upload-mb", type=_at_least(1), default=50,
+                   help="largest photo upload in MB (default: 50)")
+    p.set_defaults(handler=cmd_serve)
     return parser
 
 

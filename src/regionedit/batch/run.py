@@ -31,7 +31,7 @@ from .plan import BatchOptions, BatchPlan, PlannedItem, sheet_path
 if TYPE_CHECKING:  # pragma: no cover
     from ..editor import Editor
 
-__all__ = ["RUN_LOG", "BatchSummary", "RunJournal", "run_batch"]
+__all__ = ["RUN_LOG", "BatchSummary", "RunJournal", "run_batch", "write_item"]
 
 log = logging.getLogger("regionedit")
 
@@ -114,6 +114,7 @@ def run_batch(
     editor_config = editor.config()
     for planned in plan.items:
         entry = _entry(planned.label, line=planned.line)
+        entry.update(_request(planned, options))
         try:
             entry.update(_keys(planned, editor_config, options))
         except ImageInputError as exc:
@@ -163,7 +164,7 @@ def run_batch(
 
     try:
         for (planned, entry), outcome in zip(todo, outcomes):
-            writing.append((writers.submit(_write_item, planned, entry, outcome, options),
+            writing.append((writers.submit(write_item, planned, entry, outcome, options),
                             outcome.timings))
             # a written item's images are freed once it is recorded: bound what waits
             record_written(keep=2 * threads)
@@ -203,6 +204,16 @@ def _entry(label: str, *, line: Optional[int]) -> dict[str, Any]:
     if line is not None:
         entry["line"] = line
     return entry
+
+
+def _request(planned: PlannedItem, options: BatchOptions) -> dict[str, Any]:
+    """What the item asked for, so that its line alone is enough to redo it (a reviewer re-runs
+    a failed item from it): the input file, the planned output and the edit settings."""
+    return {
+        "image": str(planned.item.image),
+        "output": planned.output.relative_to(options.out_dir).as_posix(),
+        "settings": planned.item.settings.model_dump(mode="json"),
+    }
 
 
 def _error_fields(exc: BaseException, stage: Optional[Stage]) -> dict[str, Any]:
@@ -265,10 +276,11 @@ def _is_finished(entry: Optional[dict[str, Any]], options: BatchOptions) -> bool
     return all(written.get(key) == entry[key] for key in ("input_sha256", "settings_sha256"))
 
 
-def _write_item(
+def write_item(
     planned: PlannedItem, entry: dict[str, Any], outcome: ItemResult, options: BatchOptions
 ) -> dict[str, Any]:
-    """Write an item's files and return its ``run.jsonl`` line."""
+    """Write an item's files and return its ``run.jsonl`` line (``entry``, the line's keys,
+    completed with the outcome). A reviewer redoing one item writes it the same way."""
     entry = {**entry, "status": outcome.status}
     if outcome.classification is not None:
         entry.update(
