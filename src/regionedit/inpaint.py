@@ -92,15 +92,17 @@ class Inpainter(Protocol):
 @dataclass(frozen=True)
 class InpaintRequest:
     """One image to inpaint. ``image`` is RGB; ``mask`` is float32 HxW in [0, 1] at its size,
-    1 meaning "regenerate"; ``max_side`` caps the generation size (None: the model's own)."""
+    1 meaning "regenerate"; ``max_side`` caps the generation size (None: the model's own).
+    ``steps`` and ``guidance_scale`` left None take the model's recommended values (30 and 7.5
+    for SD 1.5; see :mod:`regionedit.presets`)."""
 
     image: Image.Image
     mask: np.ndarray
     prompt: str
     seed: int
     negative_prompt: str | None = None
-    steps: int = 30
-    guidance_scale: float = 7.5
+    steps: int | None = None
+    guidance_scale: float | None = None
     strength: float = 1.0
     max_side: int | None = None
 
@@ -126,21 +128,25 @@ def get_inpainter(name: str = "diffusers", **kwargs: Any) -> Inpainter:
     return cls(**kwargs)
 
 
-def generation_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
+def generation_size(
+    size: tuple[int, int], long_side: int, *, multiple: int = SIZE_MULTIPLE
+) -> tuple[int, int]:
     """(width, height) to generate at for an image of ``size`` = (width, height).
 
     The aspect ratio is kept, the longer side becomes ``long_side`` (rounded down to a
-    multiple of 8), the shorter is rounded to the nearest multiple of 8; both are at least 8.
+    multiple of ``multiple``), the shorter is rounded to the nearest multiple; both are at
+    least ``multiple``. Models whose latents are packed in 2x2 patches (Flux, SD3, Qwen-Image,
+    Z-Image) need 16, the VAE alone 8.
     """
     width, height = size
     if width < 1 or height < 1:
         raise ValueError(f"image size must be positive, got {width}x{height}")
-    longest = max(SIZE_MULTIPLE, long_side // SIZE_MULTIPLE * SIZE_MULTIPLE)
+    longest = max(multiple, long_side // multiple * multiple)
     scale = longest / max(width, height)
 
     def snap(side: int) -> int:
-        multiple = round(side * scale / SIZE_MULTIPLE) * SIZE_MULTIPLE
-        return min(longest, max(SIZE_MULTIPLE, multiple))
+        snapped = round(side * scale / multiple) * multiple
+        return min(longest, max(multiple, snapped))
 
     return snap(width), snap(height)
 

@@ -1,5 +1,7 @@
 """The diffusers inpainting backend: any checkpoint ``diffusers.AutoPipelineForInpainting``
-loads, from a Hugging Face model id or from a local folder written by ``save_pretrained``.
+loads, from a Hugging Face model id or from a local folder written by ``save_pretrained``, the
+inpainting families it does not map (FLUX.2 Klein, Chroma), and short preset names for them all
+(:mod:`regionedit.presets`).
 
 torch and diffusers are imported only when the model is loaded, so ``import regionedit`` stays
 light.
@@ -7,17 +9,17 @@ light.
 
 from __future__ import annotations
 
-import contextlib
+import inspect
 import logging
 import os
 import threading
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from . import _diffusers_api as api
 from .errors import InpaintError, ModelLoadError
 from .inpaint import (
     SIZE_MULTIPLE,
@@ -26,7 +28,13 @@ from .inpaint import (
     generation_size,
     looks_like_path,
 )
-from .models import DEFAULT_INPAINT_MODEL
+from .presets import (
+    FAMILIES,
+    Family,
+    default_family,
+    family_for_pipeline,
+    pipeline_arguments,
+)
 
 __all__ = ["DiffusersInpainter", "degenerate_output_reason"]
 
@@ -58,41 +66,29 @@ def _is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
-@contextlib.contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """Hide the "Loading pipeline components" / "Loading weights" bars: a library does not print.
-
-    Hub download bars are left alone: a multi-gigabyte first download should show progress.
-    Also hides a deprecation warning diffusers triggers in huggingface_hub on every hub load,
-    which the user can do nothing about.
-    """
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
-
-    restore = []
-    for lib in (diffusers_logging, transformers_logging):
-        if lib.is_progress_bar_enabled():
-            lib.disable_progress_bar()
-            restore.append(lib)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
-            yield
-    finally:
-        for lib in restore:
-            lib.enable_progress_bar()
-
-
 class DiffusersInpainter:
     """Inpainting with a diffusers pipeline, loaded lazily on first use.
 
-    ``model`` is a Hugging Face model id (downloaded once into the hub cache) or a local
-    folder written by ``pipeline.save_pretrained``; both go through
-    ``AutoPipelineForInpainting.from_pretrained``. Set ``HF_HUB_OFFLINE=1`` (or
-    ``local_files_only=True``) to forbid downloads.
+    ``model`` is a preset name (``"sd15"``, ``"sdxl"``, ``"sd3"``, ``"flux"``,
+    ``"qwen-image"``, ``"z-image"``, ``"flux2-klein"``, ``"chroma"``: see
+    :data:`regionedit.presets.FAMILIES`), a Hugging Face model id (downloaded once into the hub
+    cache) or a local folder written by ``pipeline.save_pretrained``; ids and folders go through
+    ``AutoPipelineForInpainting.from_pretrained``, or the family's own pipeline class where
+    AutoPipeline does not map it. A folder named like a preset is written ``./name``. Left None,
+    it is chosen when the model loads, by device: on a CUDA GPU with enough free memory the
+    best family whose licence allows commercial use (Z-Image Turbo, then SDXL), otherwise
+    SD 1.5 (:data:`regionedit.models.DEFAULT_INPAINT_MODEL`); :meth:`describe` records the
+    choice. Set ``HF_HUB_OFFLINE=1`` (or ``local_files_only=True``) to forbid downloads.
 
-    ``device`` defaults to cuda, then mps, then cpu; ``dtype`` to float16 on a GPU and
-    float32 on CPU. ``attention_slicing`` and ``cpu_offload`` trade speed for GPU memory.
+    Each family is called with the arguments its pipeline takes: guidance means what the family
+    means by it (see :mod:`regionedit.presets`), an argument the pipeline has no parameter for
+    is left out (and logged), and generation sizes are multiples of what its latents need
+    (16 for the transformer families, 8 otherwise). Steps and guidance left unset take the
+    family's recommended values.
+
+    ``device`` defaults to cuda, then mps, then cpu; ``dtype`` to float32 on CPU and, on a GPU,
+    the family's own (bfloat16 for the transformer families, float16 for SD 1.5 and SDXL).
+    ``attention_slicing`` and ``cpu_offload`` trade speed for GPU memory.
     ``vae_slicing`` (on by default) has the VAE encode and decode a batched call one image at
     a time: its full-size activations are most of what a batch adds to memory, and the VAE is
     a small part of the call's time.
@@ -109,7 +105,7 @@ class DiffusersInpainter:
 
     def __init__(
         self,
-        model: str | os.PathLike[str] = DEFAULT_INPAINT_MODEL,
+        model: str | os.PathLike[str] | None = None,
         *,
         device: str | None = None,
         dtype: str | None = None,
@@ -138,6 +134,15 @@ class DiffusersInpainter:
         # what load() resolved "auto" to, for messages and describe()
         self._device_name = device or "auto"
         self._dtype_name = dtype or "auto"
+        self._model_id: str | None = None if model is None else str(model)
+        self._family: Family | None = None
+        self._chosen_by = "named" if model is not None else "not loaded yet"
+        # the parameters the loaded pipeline's __call__ takes
+        self._accepted: frozenset[str] = frozenset()
+        self._dropped_logged: set[str] = set()
+        # "AutoPipelineForInpainting", the class a family AutoPipeline does not map loads with,
+        # or "from_pipeline"
+        self._loaded_with = ""
         # images per call known to fit, per generation size, learned from running out of memory
         self._batch_caps: dict[tuple[int, int], int] = {}
         # a batch loads the model on a thread of its own while the main one may ask for it
@@ -154,26 +159,59 @@ class DiffusersInpainter:
                     self._pipe = self._load()
             return self._pipe
 
+    @classmethod
+    def from_pipeline(
+        cls, pipeline: Any, *, model: str | None = None, vae_slicing: bool = True
+    ) -> "DiffusersInpainter":
+        """An inpainter over a pipeline already built and placed on its device (components of
+        your own, or random weights for a benchmark); ``model`` names it in :meth:`describe`."""
+        dtype = str(pipeline.dtype).removeprefix("torch.")
+        inpainter = cls(model or type(pipeline).__name__, device=str(pipeline.device),
+                        dtype=dtype if dtype in _DTYPE_NAMES else None, vae_slicing=vae_slicing)
+        inpainter._pipe = inpainter._prepare(pipeline, str(pipeline.device), dtype)
+        inpainter._loaded_with = "from_pipeline"
+        return inpainter
+
     def _load(self) -> Any:
         import torch
-        from diffusers import AutoPipelineForInpainting
 
-        device = self.device or _auto_device(torch)
-        dtype_name = self.dtype or ("float32" if device.startswith("cpu") else "float16")
+        device = self.device or api.auto_device(torch)
         self._check_device(torch, device)
+        model, family, self._chosen_by = self._resolve_model(torch, device)
+        self._model_id = model
+        hub: dict[str, Any] = {}
+        if self.local_files_only is not None:
+            hub["local_files_only"] = self.local_files_only
+        try:
+            with api.quiet_loading():
+                config = api.pipeline_config(model, hub)
+        except Exception as exc:  # no model_index.json: not a diffusers model, or not here
+            raise ModelLoadError(self._load_failure_message(exc)) from exc
+        family = family or family_for_pipeline(config.get("_class_name", ""))
+        dtype_name = self.dtype or api.default_dtype(device, family)
 
-        kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype_name)}
+        kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype_name), **hub}
         if self.variant is not None:
             kwargs["variant"] = self.variant
-        if self.local_files_only is not None:
-            kwargs["local_files_only"] = self.local_files_only
-        if not self.safety_checker:
+        target = api.family_class(family, model) if family is not None else None
+        if not self.safety_checker and (
+            target is None or "safety_checker" in inspect.signature(target.__init__).parameters
+        ):
             kwargs.update(safety_checker=None, requires_safety_checker=False)
+        # the families AutoPipeline does not map load through their own class
+        pipeline_class = target if family is not None and not family.auto_pipeline else None
 
-        logger.info("Loading inpainting model %s on %s (%s)", self.model, device, dtype_name)
+        logger.info("Loading inpainting model %s on %s (%s)", model, device, dtype_name)
         try:
-            with _quiet_loading():
-                pipe = AutoPipelineForInpainting.from_pretrained(self.model, **kwargs)
+            with api.quiet_loading():
+                if pipeline_class is None:
+                    from diffusers import AutoPipelineForInpainting
+
+                    pipe = AutoPipelineForInpainting.from_pretrained(model, **kwargs)
+                    self._loaded_with = "AutoPipelineForInpainting"
+                else:
+                    pipe = pipeline_class.from_pretrained(model, **kwargs)
+                    self._loaded_with = pipeline_class.__name__
         except Exception as exc:  # any failure here means "this model cannot be loaded"
             raise ModelLoadError(self._load_failure_message(exc)) from exc
 
@@ -185,17 +223,40 @@ class DiffusersInpainter:
         except Exception as exc:
             if _is_out_of_memory(exc):
                 raise ModelLoadError(
-                    f"The inpainting model {self.model} does not fit in {device} memory. "
-                    "Try cpu_offload=True (CLI: --cpu-offload) or device='cpu'."
+                    f"The inpainting model {model} does not fit in {device} memory. "
+                    "Try cpu_offload=True (CLI: --cpu-offload), a smaller model "
+                    "(model='sd15', CLI: --model sd15) or device='cpu'."
                 ) from exc
             raise
+        return self._prepare(pipe, device, dtype_name, family)
+
+    def _resolve_model(self, torch: Any, device: str) -> tuple[str, Family | None, str]:
+        """(model id or folder, its preset's family if it is one, how it was chosen)."""
+        if self.model is None:
+            family, why = default_family(device, api.free_memory_gb(torch, device))
+            return family.model, family, why
+        named = FAMILIES.get(str(self.model)) if isinstance(self.model, str) else None
+        if named is not None:
+            return named.model, named, f"preset {named.name}"
+        model = str(self.model)
+        same = next((f for f in FAMILIES.values() if f.model == model), None)
+        return model, same, "named"
+
+    def _prepare(
+        self, pipe: Any, device: str, dtype_name: str, family: Family | None = None
+    ) -> Any:
+        """Set up a loaded pipeline for regionedit's calls and remember what it accepts."""
+        if family is None or family.pipeline != type(pipe).__name__:
+            family = family_for_pipeline(type(pipe).__name__) or family
+        api.fix_known_problems(pipe)
         if self.attention_slicing:
             pipe.enable_attention_slicing()
         vae = getattr(pipe, "vae", None)
         if self.vae_slicing and hasattr(vae, "enable_slicing"):
             vae.enable_slicing()
         pipe.set_progress_bar_config(disable=True)
-
+        self._family = family
+        self._accepted = api.call_parameters(pipe)
         self._device_name, self._dtype_name = device, dtype_name
         return pipe
 
@@ -219,10 +280,12 @@ class DiffusersInpainter:
             )
 
     def _load_failure_message(self, exc: Exception) -> str:
-        """Say why ``self.model`` could not be loaded and how to make it loadable."""
-        model = str(self.model)
-        head = f"Could not load inpainting model {model!r}: {type(exc).__name__}: {exc}".rstrip()
-        if looks_like_path(self.model):
+        """Say why the model could not be loaded and how to make it loadable."""
+        model = str(self._model_id)
+        chosen = "" if self._chosen_by == "named" else f" ({self._chosen_by})"
+        head = f"Could not load inpainting model {model!r}{chosen}: {type(exc).__name__}: {exc}"
+        head = head.rstrip()
+        if looks_like_path(model):
             advice = (
                 "A local model must be a folder written by `pipeline.save_pretrained(folder)`: "
                 "model_index.json plus one subfolder per component (unet, vae, text_encoder, "
@@ -247,16 +310,18 @@ class DiffusersInpainter:
         *,
         seed: int,
         negative_prompt: str | None = None,
-        steps: int = 30,
-        guidance_scale: float = 7.5,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
         strength: float = 1.0,
         max_side: int | None = None,
     ) -> Image.Image:
         """Regenerate the masked part of ``image`` and return the whole generated RGB image.
 
         Generation runs at the model's native size (or ``max_side`` for the longer side),
-        aspect ratio kept; the result is resized back to ``image.size``. If the output is
-        NaN or black, it is retried once with ``seed + 1`` before raising InpaintError.
+        aspect ratio kept; the result is resized back to ``image.size``. ``steps`` and
+        ``guidance_scale`` default to the model family's recommended values (30 and 7.5 for
+        SD 1.5). If the output is NaN or black, it is retried once with ``seed + 1`` before
+        raising InpaintError.
         """
         request = InpaintRequest(
             image, mask, prompt, seed, negative_prompt, steps, guidance_scale, strength, max_side
@@ -310,14 +375,26 @@ class DiffusersInpainter:
     def batch_key(self, request: InpaintRequest) -> tuple[int, int, int, float, float]:
         """Requests with equal keys can share a pipeline call: (generation width, height,
         steps, guidance scale, strength). Loads the model, whose native size it needs."""
-        width, height = generation_size(request.image.size, request.max_side or self.native_size)
-        return width, height, request.steps, request.guidance_scale, request.strength
+        width, height = generation_size(
+            request.image.size, request.max_side or self.native_size, multiple=self.size_multiple
+        )
+        steps, guidance = self._steps_and_guidance(request)
+        return width, height, steps, guidance, request.strength
+
+    def _steps_and_guidance(self, request: InpaintRequest) -> tuple[int, float]:
+        """The request's steps and guidance scale, or the family's where it leaves them None."""
+        self.load()
+        family = self._family
+        steps = request.steps if request.steps is not None else (family.steps if family else 30)
+        guidance = request.guidance_scale
+        if guidance is None:
+            guidance = family.guidance_scale if family else 7.5
+        return steps, guidance
 
     def _model_inputs(self, request: InpaintRequest) -> dict[str, Any]:
         """Check ``request`` and build its pipeline inputs at the generation size."""
-        image, strength, steps, max_side = (
-            request.image, request.strength, request.steps, request.max_side
-        )
+        image, strength, max_side = request.image, request.strength, request.max_side
+        steps, _ = self._steps_and_guidance(request)
         pixels_mask = np.asarray(request.mask, dtype=np.float32)
         if pixels_mask.shape != (image.height, image.width):
             raise InpaintError(
@@ -331,10 +408,13 @@ class DiffusersInpainter:
                 f"steps={steps} with strength={strength} leaves no denoising step; "
                 "raise steps or strength so that steps * strength >= 1."
             )
-        if max_side is not None and max_side < SIZE_MULTIPLE:
-            raise InpaintError(f"max_side must be at least {SIZE_MULTIPLE}, got {max_side}.")
+        multiple = self.size_multiple
+        if max_side is not None and max_side < multiple:
+            raise InpaintError(
+                f"max_side must be at least {multiple} for this model, got {max_side}."
+            )
 
-        size = generation_size(image.size, max_side or self.native_size)
+        size = generation_size(image.size, max_side or self.native_size, multiple=multiple)
         rgb = image if image.mode == "RGB" else image.convert("RGB")
         # reducing_gap: shrink by a whole factor with a box filter first, then LANCZOS over the
         # last >= 3x; 4x faster on a 24 MP photo, within a few levels of plain LANCZOS (max 11,
@@ -359,20 +439,22 @@ class DiffusersInpainter:
         """One pipeline call for ``chunk`` (same size and settings); a half-size retry on
         running out of memory, and a next-seed retry for an unusable image."""
         first = requests[chunk[0][0]]
+        steps, guidance = self._steps_and_guidance(first)
         call = dict(
             prompt=[requests[index].prompt for index, _ in chunk],
             image=[inputs["image"] for _, inputs in chunk],
             mask_image=[inputs["mask_image"] for _, inputs in chunk],
             width=chunk[0][1]["width"],
             height=chunk[0][1]["height"],
-            num_inference_steps=first.steps,
-            guidance_scale=first.guidance_scale,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
             strength=first.strength,
         )
         negatives = [requests[index].negative_prompt for index, _ in chunk]
         if any(negatives):
             # the pipelines encode a missing negative prompt as the empty one
             call["negative_prompt"] = [negative or "" for negative in negatives]
+        call = self._family_call(call)
         seeds = [requests[index].seed for index, _ in chunk]
         try:
             outputs = self._generate(pipe, call, seeds)
@@ -417,6 +499,17 @@ class DiffusersInpainter:
             results.append(generated)
         return results
 
+    def _family_call(self, call: dict[str, Any]) -> dict[str, Any]:
+        """``call`` as the loaded family's pipeline takes it; what it cannot take is logged
+        once per argument."""
+        call, dropped = pipeline_arguments(self._family, call, self._accepted)
+        for name in dropped:
+            if name not in self._dropped_logged:
+                self._dropped_logged.add(name)
+                logger.warning("%s takes no %s; generating without it.",
+                               type(self._pipe).__name__, name)
+        return call
+
     def _generate(
         self, pipe: Any, call: dict[str, Any], seeds: list[int]
     ) -> list[tuple[np.ndarray, str | None]]:
@@ -449,41 +542,37 @@ class DiffusersInpainter:
     @property
     def native_size(self) -> int:
         """Longer side, in pixels, the loaded model was trained at (512 for SD 1.5)."""
-        return _native_size(self.load())
+        return api.native_size(self.load(), self._family)
+
+    @property
+    def size_multiple(self) -> int:
+        """Generation sides are multiples of this: the VAE's downscale factor, times 2 where
+        the family packs latents in 2x2 patches (16 for Flux, SD3, Qwen-Image, Z-Image)."""
+        pipe = self.load()
+        patch = self._family.latent_patch if self._family is not None else 1
+        return max(SIZE_MULTIPLE, int(getattr(pipe, "vae_scale_factor", 8)) * patch)
 
     def describe(self) -> dict[str, Any]:
-        """Backend, model, device and versions, for the sidecar (``loaded`` False before load)."""
-        info: dict[str, Any] = {"inpainter": self.name, "model": str(self.model)}
+        """Backend, model, how it was chosen, device and versions, for the sidecar
+        (``loaded`` False before load)."""
+        info: dict[str, Any] = {"inpainter": self.name, "model": self._model_id}
         info.update(loaded=self._pipe is not None, device=self._device_name, dtype=self._dtype_name)
         if self._pipe is None:
             return info
         import diffusers
 
+        family = self._family
         info.update(
+            model_choice=self._chosen_by,
+            family=family.name if family is not None else None,
             pipeline=type(self._pipe).__name__,
-            native_size=_native_size(self._pipe),
+            loaded_with=self._loaded_with,
+            native_size=self.native_size,
+            size_multiple=self.size_multiple,
             safety_checker=getattr(self._pipe, "safety_checker", None) is not None,
             diffusers_version=diffusers.__version__,
         )
+        if family is not None:
+            info.update(default_steps=family.steps, default_guidance_scale=family.guidance_scale,
+                        guidance=family.guidance)
         return info
-
-
-def _auto_device(torch: Any) -> str:
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def _native_size(pipe: Any) -> int:
-    """The model's training resolution: latent sample size times the VAE's downscale factor."""
-    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    sample = getattr(getattr(denoiser, "config", None), "sample_size", None)
-    if sample is None:  # e.g. Flux keeps it on the pipeline
-        sample = getattr(pipe, "default_sample_size", None)
-    if isinstance(sample, (list, tuple)):
-        sample = max(sample)
-    if not sample:
-        return 512
-    return int(sample) * int(getattr(pipe, "vae_scale_factor", 8))

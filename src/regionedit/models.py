@@ -37,7 +37,9 @@ DEFAULT_SEGMENT_MODEL = "u2net"
 
 # -- diffusers inpainting ----------------------------------------------------------------------
 
-#: diffusers inpainting model (``--model``)
+#: diffusers inpainting model on CPU, Apple MPS and GPUs too small for the larger families; the
+#: ``sd15`` preset. The presets of every family, and the default on a CUDA GPU (chosen by its
+#: free memory when the model loads), are in :mod:`regionedit.presets`.
 DEFAULT_INPAINT_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
 
 

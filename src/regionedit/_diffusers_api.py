@@ -1,0 +1,131 @@
+"""What regionedit needs from diffusers' pipelines beyond calling them: which class loads a
+model, in which dtype, what its ``__call__`` takes, its native size, quiet loading, and
+work-arounds for bugs of the installed diffusers. Imports torch and diffusers only when called.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+from .errors import ModelLoadError
+from .presets import Family
+
+__all__ = [
+    "auto_device",
+    "call_parameters",
+    "default_dtype",
+    "family_class",
+    "fix_known_problems",
+    "free_memory_gb",
+    "native_size",
+    "pipeline_config",
+    "quiet_loading",
+]
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Hide the "Loading pipeline components" / "Loading weights" bars: a library does not print.
+
+    Hub download bars are left alone: a multi-gigabyte first download should show progress.
+    Also hides a deprecation warning diffusers triggers in huggingface_hub on every hub load,
+    which the user can do nothing about.
+    """
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    restore = []
+    for lib in (diffusers_logging, transformers_logging):
+        if lib.is_progress_bar_enabled():
+            lib.disable_progress_bar()
+            restore.append(lib)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
+            yield
+    finally:
+        for lib in restore:
+            lib.enable_progress_bar()
+
+
+def pipeline_config(model: str, hub: dict[str, Any]) -> dict[str, Any]:
+    """The model's ``model_index.json``: its ``_class_name`` tells the family before loading."""
+    from diffusers import DiffusionPipeline
+
+    return dict(DiffusionPipeline.load_config(model, **hub))
+
+
+def family_class(family: Family, model: str) -> Any:
+    """The family's diffusers pipeline class; a clear error where diffusers predates it."""
+    import diffusers
+
+    cls = getattr(diffusers, family.pipeline, None)
+    if cls is None:
+        raise ModelLoadError(
+            f"{model} is a {family.name} model, whose pipeline {family.pipeline} the installed "
+            f"diffusers {diffusers.__version__} does not have. Upgrade it: "
+            "pip install -U diffusers."
+        )
+    return cls
+
+
+def default_dtype(device: str, family: Family | None) -> str:
+    """float32 on CPU (half precision is slow or unsupported there); the family's on a GPU."""
+    if device.startswith("cpu"):
+        return "float32"
+    return family.dtype if family is not None else "float16"
+
+
+def free_memory_gb(torch: Any, device: str) -> float | None:
+    """Free memory of a CUDA device in GB; None for other devices."""
+    if not device.startswith("cuda"):
+        return None
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    return free / 1e9
+
+
+def call_parameters(pipe: Any) -> frozenset[str]:
+    """The named parameters of the pipeline's ``__call__`` (its ``**kwargs``, kept only for
+    deprecated arguments, does not count)."""
+    parameters = inspect.signature(type(pipe).__call__).parameters.values()
+    return frozenset(
+        p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    )
+
+
+def fix_known_problems(pipe: Any) -> None:
+    """Work around pipeline bugs of the installed diffusers that a correct model triggers."""
+    transformer = getattr(pipe, "transformer", None)
+    if type(pipe).__name__ == "ChromaInpaintPipeline" and not hasattr(
+        transformer.config, "guidance_embeds"
+    ):
+        # diffusers 0.42's Chroma inpainting reads transformer.config.guidance_embeds, which
+        # Chroma's transformer does not have (AttributeError on every call). Chroma has no
+        # guidance embedding: False is its true value.
+        transformer.register_to_config(guidance_embeds=False)
+
+
+def auto_device(torch: Any) -> str:
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def native_size(pipe: Any, family: Family | None = None) -> int:
+    """The model's training resolution: latent sample size times the VAE's downscale factor,
+    else the family's (Z-Image's pipeline and transformer do not say)."""
+    denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    sample = getattr(getattr(denoiser, "config", None), "sample_size", None)
+    if sample is None:  # e.g. Flux keeps it on the pipeline
+        sample = getattr(pipe, "default_sample_size", None)
+    if isinstance(sample, (list, tuple)):
+        sample = max(sample)
+    if not sample:
+        return family.native_size if family is not None else 512
+    return int(sample) * int(getattr(pipe, "vae_scale_factor", 8))
