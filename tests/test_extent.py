@@ -93,3 +93,16 @@ def test_editor_extent_is_the_default_of_its_edits(llm_env, rembg_segmenter, tin
     assert editor.edit(cut_out, "a cat", "a black cat", **FAST).mask_result.extent == "box"
     outline = editor.edit(cut_out, "a cat", "a black cat", extent="outline", **FAST)
     assert outline.mask_result.extent == "outline"
+
+
+def test_a_subject_filling_the_frame_keeps_its_outline(editor, tmp_path):
+    photo = Image.new("RGBA", (100, 80), (200, 100, 50, 0))
+    alpha = Image.new("L", photo.size, 0)
+    ImageDraw.Draw(alpha).rectangle((6, 5, 93, 74), fill=255)  # the padded box is the photo
+    photo.putalpha(alpha)
+    photo.save(tmp_path / "big.png")
+
+    made = editor.mask(tmp_path / "big.png", "foreground", extent="box")
+
+    assert made.extent == "outline"
+    assert (made.mask == 0).any()  # not the whole photo

@@ -19,6 +19,7 @@ from . import __version__
 from .errors import OutputError, RegionEditError, SettingsError, speaking_cli
 from .models import DEFAULT_IMAGE_EDIT_MODEL, DEFAULT_INPAINT_MODEL, DEFAULT_LLM_MODEL
 from .models import DEFAULT_SEGMENT_MODEL
+from .presets import FAMILIES, GPU_DEFAULT_ORDER
 
 if TYPE_CHECKING:  # pragma: no cover
     from .batch import BatchSummary
@@ -128,8 +129,10 @@ def generation_options() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--model",
-        help=f"inpainting model: a Hugging Face id or a local folder (default: "
-        f"{DEFAULT_INPAINT_MODEL}; {DEFAULT_IMAGE_EDIT_MODEL} with --inpainter openai)",
+        help=f"inpainting model: a preset ({', '.join(FAMILIES)}; docs/models.md), a Hugging "
+        f"Face id or a local folder (default: by device: {' or '.join(GPU_DEFAULT_ORDER)} on a "
+        f"CUDA GPU with the free memory, else {DEFAULT_INPAINT_MODEL}; "
+        f"{DEFAULT_IMAGE_EDIT_MODEL} with --inpainter openai)",
     )
     g.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     g.add_argument("--dtype", help="float16, bfloat16 or float32 (default: per device)")

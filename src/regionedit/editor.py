@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from . import masks
 from .composite import Placement
+from ._log import once
 from .errors import SettingsError, UnidentifiedRegionError
 from .models import DEFAULT_SEGMENT_MODEL
 from .segment import MaskResult
@@ -283,15 +284,22 @@ class Editor:
             source = self.segmenter.name
         grow_px, feather_px = _scaled_px(grow, scale), _scaled_px(feather, scale)
         applied: Extent = "outline"
-        if region == "foreground":
-            extent = extent or self.extent
-            if extent == "box" or (extent == "auto" and shape == "change"):
-                applied = "box"
-            regen = masks.foreground_mask(
-                alpha, grow_px=grow_px, feather_px=feather_px, room=applied == "box"
-            )
-        else:
+        if region == "background":
             regen = masks.background_mask(alpha, grow_px=grow_px, feather_px=feather_px)
+        else:
+            extent = extent or self.extent
+            regen = masks.foreground_mask(alpha, grow_px=grow_px, feather_px=feather_px)
+            if extent == "box" or (extent == "auto" and shape == "change"):
+                roomy = masks.foreground_mask(
+                    alpha, grow_px=grow_px, feather_px=feather_px, room=True
+                )
+                # a subject that nearly fills the frame leaves no room to give: regenerating
+                # the whole photo would be another edit altogether
+                if masks.coverage(roomy) < masks.MAX_COVERAGE:
+                    regen, applied = roomy, "box"
+                else:
+                    once("extent-whole-photo", "The subject's padded box would cover the whole "
+                         "photo; regenerating its outline instead.")
         masks.check_coverage(regen, what=f"{region} mask")
         return MaskResult(
             regen, alpha, region, source, work_image=work, size=loaded.size, extent=applied,

@@ -44,6 +44,10 @@ __all__ = [
 #: room for a new pose, a hat or a longer tail, and for the shadow and halo of a removed subject
 BOX_PADDING_SHARE = 0.15
 
+#: a mask covering less of the image than this changes nothing worth an edit, and one covering
+#: more changes the whole photo (:func:`check_coverage`)
+MIN_COVERAGE = 0.001
+MAX_COVERAGE = 0.999
 #: a foreground subject whose padded box covers less than this share of the image is generated
 #: on a crop (:func:`small_subject_box`)
 CROP_BELOW_FRACTION = 0.35
@@ -157,8 +161,8 @@ def coverage(mask: np.ndarray) -> float:
 def check_coverage(
     mask: np.ndarray,
     *,
-    min_fraction: float = 0.001,
-    max_fraction: float = 0.999,
+    min_fraction: float = MIN_COVERAGE,
+    max_fraction: float = MAX_COVERAGE,
     what: str = "mask",
 ) -> None:
     """Raise :class:`~regionedit.errors.SegmentationError` when ``mask`` is (nearly) empty or

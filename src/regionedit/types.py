@@ -80,8 +80,13 @@ class EditSettings(BaseModel):
     seed: Optional[int] = Field(
         None, ge=0, le=2**32 - 1, description="random seed (drawn and recorded when not given)"
     )
-    steps: int = Field(30, ge=1, le=1000, description="denoising steps")
-    guidance_scale: float = Field(7.5, ge=0, le=100, description="guidance scale")
+    steps: Optional[int] = Field(
+        None, ge=1, le=1000, description="denoising steps (default: the model's; 30 for SD 1.5)"
+    )
+    guidance_scale: Optional[float] = Field(
+        None, ge=0, le=100,
+        description="guidance scale (default: the model's; 7.5 for SD 1.5)",
+    )
     strength: float = Field(1.0, gt=0, le=1, description="denoising strength")
     negative_prompt: Optional[str] = Field(
         None, description="what the regenerated region must not show"
