@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.torch_threads)
 
     rows = []
-    with tempfile.TemporaryDirectory(prefix="regionedit-bench-") as scratch:
-        ws = build_workspace(args.workspace or Path(scratch))
+    with tempfile.TemporaryDirectory(prefix="regionedit-bench-") as temporary:
+        ws = build_workspace(args.workspace or Path(temporary))
         for name, section in SECTIONS.items():
             if args.sections and name not in args.sections:
                 continue
