@@ -186,7 +186,7 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
             }
             found.append((
                 f"{run_name}: {scenario}: content dE",
-                ", ".join(f"{name} {number(m['content_de'])}" for name, m in methods.items()),
+                "; ".join(f"{name} {number(m['content_de'])}" for name, m in methods.items()),
             ))
     return found
 
