@@ -1,5 +1,5 @@
-"""Benchmarks of regionedit's own cost: everything it does beyond the models it calls.
+"""Benchmarks of what regionedit costs beyond the models it calls.
 
-Run ``python -m bench`` (full figures) or ``python -m bench --quick`` from the repository root;
-see bench/README.md for what each figure means and the measured results.
+Run ``python -m bench`` (every section) or ``python -m bench --quick`` from the repository root;
+bench/README.md says what each section measures.
 """

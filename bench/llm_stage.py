@@ -1,19 +1,16 @@
-"""Section 3: classifying many (source, target) pairs through an LLM with a fixed latency.
+"""LLM stage: classifying many (source, target) pairs through an LLM that answers slowly.
 
 The LLM is the test suite's fake OpenAI-compatible server on 127.0.0.1, answering every chat
-request after ``latency`` seconds; the client is the real ``openai`` client inside
-``LLMClassifier``. Three ways of classifying the same pairs (some of them repeated):
+request after a fixed latency; the client is the real ``openai`` client inside the LLM
+classifier. The same pairs, some of them repeated, are classified
 
-* sequential requests: one request per pair, one after another (the classifier's answer cache
-  is cleared before each call): what a script calling the API in a loop pays;
-* sequential library loop: ``Editor.classify`` in a loop; the process-wide cache answers the
-  repeats, so it sends one request per distinct pair;
-* concurrent: ``regionedit.batch.edit_many(..., dry_run=True)``, the batch's own concurrent
-  classification (each distinct pair once, ``llm_concurrency`` requests at a time). The items
-  carry their subject as an alpha channel, so masking needs no model and no image is generated.
+* one after another: ``Editor.classify`` in a loop (the answer cache takes the repeats), what a
+  script does;
+* concurrently: ``regionedit.batch.edit_many(..., dry_run=True)``, the batch's classification
+  of every distinct pair once, ``llm_concurrency`` requests at a time. The photo carries its
+  subject as an alpha channel, so masking needs no model and nothing is generated.
 
-The ideal concurrent time is ceil(distinct pairs / concurrency) x latency; it is also given
-for the round trip the sequential requests measured (latency plus client and server time).
+The ideal concurrent time is ceil(distinct pairs / concurrency) x latency.
 """
 
 from __future__ import annotations
@@ -28,8 +25,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .measure import Spread, timed
-from .workspace import Workspace
+from .measure import spread, timed
+from .workspace import Workspace, photo
+
+FULL = dict(pairs=40, repeats=8, latency_s=0.2, concurrency=8, runs=3)
+QUICK = dict(pairs=12, repeats=2, latency_s=0.05, concurrency=4, runs=1)
 
 
 @contextmanager
@@ -59,21 +59,13 @@ def fake_llm(latency: float, label: str = "background") -> Iterator[Any]:
 
 
 def edit_pairs(count: int, repeats: int) -> list[tuple[str, str]]:
-    """``count`` (source, target) pairs of which ``repeats`` repeat an earlier one, spread
-    through the list: every k-th pair is a repeat."""
-    if not 0 <= repeats <= count // 2:
-        raise ValueError("repeats must be between 0 and half of count")
-    every = count // repeats if repeats else 0
-    distinct: list[tuple[str, str]] = []
-    pairs: list[tuple[str, str]] = []
-    for index in range(count):
-        repeated = len(pairs) - len(distinct)
-        if every and index % every == every - 1 and repeated < repeats:
-            pairs.append(distinct[repeated])
-        else:
-            n = len(distinct)
-            distinct.append((f"photo {n}: a dog on grass", f"photo {n}: a dog on a beach"))
-            pairs.append(distinct[-1])
+    """``count`` (source, target) pairs, of which the last ``repeats`` repeat earlier ones
+    spread through the list."""
+    distinct = [(f"photo {n}: a dog on grass", f"photo {n}: a dog on a beach")
+                for n in range(count - repeats)]
+    pairs = list(distinct)
+    for k in range(repeats):
+        pairs.insert((k + 1) * count // (repeats + 1), distinct[k])
     return pairs
 
 
@@ -81,8 +73,6 @@ def subject_png(folder: Path) -> Path:
     """A small RGBA photo whose alpha is an opaque ellipse: the subject comes with the input."""
     path = folder / "subject-rgba.png"
     if not path.exists():
-        from .workspace import photo
-
         rgba = photo("chelsea").resize((96, 64), Image.Resampling.LANCZOS).convert("RGBA")
         yy, xx = np.mgrid[:64, :96]
         inside = ((xx - 48) / 30) ** 2 + ((yy - 32) / 22) ** 2 <= 1
@@ -92,77 +82,58 @@ def subject_png(folder: Path) -> Path:
     return path
 
 
-def run(
-    ws: Workspace, *, count: int, repeats: int, latency: float, concurrency: int, runs: int
-) -> dict:
-    """Time the three ways (see the module docstring); the concurrent one ``runs`` times."""
+def run(ws: Workspace, *, quick: bool) -> dict[str, Any]:
+    from regionedit.batch import edit_many
     from regionedit.classify import clear_cache
     from regionedit.editor import Editor
 
-    pairs = edit_pairs(count, repeats)
+    params = QUICK if quick else FULL
+    pairs = edit_pairs(params["pairs"], params["repeats"])
     distinct = len(set(pairs))
     image = subject_png(ws.folder / "photos")
-    result: dict[str, Any] = {
-        "what": "classifying pairs through the real openai client against a fake server",
-        "pairs": count,
-        "distinct_pairs": distinct,
-        "latency_s": latency,
-        "concurrency": concurrency,
-        "ideal_concurrent_s": math.ceil(distinct / concurrency) * latency,
-    }
-    with fake_llm(latency) as server:
+
+    def sequential() -> None:
         editor = Editor(classifier="llm")
+        for pair in pairs:
+            editor.classify(*pair)
 
-        def sequential_requests() -> None:
-            for source, target in pairs:
-                clear_cache()
-                editor.classify(source, target)
+    def concurrent() -> None:
+        items = [(image, *pair) for pair in pairs]
+        failed = [r for r in edit_many(Editor(classifier="llm"), items, dry_run=True,
+                                       llm_concurrency=params["concurrency"])
+                  if r.status != "ok"]
+        if failed:
+            raise RuntimeError(f"{len(failed)} item(s) failed, first: {failed[0].error!r}")
 
-        def sequential_loop() -> None:
-            clear_cache()
-            for source, target in pairs:
-                editor.classify(source, target)
+    seconds: dict[str, list[float]] = {"sequential": [], "concurrent": []}
+    requests: dict[str, int] = {}
+    with fake_llm(params["latency_s"]) as server:
+        for _ in range(params["runs"]):
+            for name, way in (("sequential", sequential), ("concurrent", concurrent)):
+                clear_cache()  # every run asks the LLM itself
+                before = len(server.requests)
+                wall, _ = timed(way)
+                seconds[name].append(wall)
+                requests[name] = len(server.requests) - before
+    return {
+        "parameters": params,
+        "distinct_pairs": distinct,
+        "requests": requests,
+        "sequential_s": spread(seconds["sequential"]),
+        "concurrent_s": spread(seconds["concurrent"]),
+        "ideal_concurrent_s": math.ceil(distinct / params["concurrency"]) * params["latency_s"],
+        "speedup": spread(s / c for s, c in zip(seconds["sequential"], seconds["concurrent"])),
+    }
 
-        for name, fn in (("sequential_requests", sequential_requests),
-                         ("sequential_loop", sequential_loop)):
-            before = len(server.requests)
-            seconds, _ = timed(fn)
-            result[name] = {"seconds": seconds, "requests": len(server.requests) - before}
 
-        try:
-            from regionedit.batch import edit_many
-        except ImportError as exc:
-            result["concurrent"] = {"pending": f"regionedit.batch is not importable: {exc}"}
-            return result
+def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    from .report import number, ratio
 
-        def concurrent() -> list[Any]:
-            clear_cache()
-            items = [(image, source, target) for source, target in pairs]
-            return list(edit_many(Editor(classifier="llm"), items, dry_run=True,
-                                  llm_concurrency=concurrency))
-
-        seconds, requests = [], []
-        for _ in range(runs):
-            before = len(server.requests)
-            wall, outcomes = timed(concurrent)
-            failed = [o for o in outcomes if o.status != "ok"]
-            if failed:
-                raise RuntimeError(f"{len(failed)} item(s) failed, first: {failed[0].error!r}")
-            seconds.append(wall)
-            requests.append(len(server.requests) - before)
-    concurrent_s = Spread.of(seconds)
-    result["concurrent"] = {"seconds": concurrent_s.as_dict(), "requests": max(requests)}
-    # What one request really takes here (the set latency plus the client's and the fake
-    # server's own time), and the ideal concurrent time at that latency.
-    sequential = result["sequential_requests"]
-    round_trip = sequential["seconds"] / sequential["requests"]
-    result["measured_round_trip_s"] = round_trip
-    result["ideal_concurrent_at_round_trip_s"] = math.ceil(distinct / concurrency) * round_trip
-    result["speedup_vs_sequential_requests"] = Spread.of(
-        result["sequential_requests"]["seconds"] / s for s in seconds
-    ).as_dict()
-    result["speedup_vs_sequential_loop"] = Spread.of(
-        result["sequential_loop"]["seconds"] / s for s in seconds
-    ).as_dict()
-    result["concurrent_vs_ideal"] = concurrent_s.median / result["ideal_concurrent_s"]
-    return result
+    p = result["parameters"]
+    asked = f"{result['distinct_pairs']} distinct of {p['pairs']} pairs, {p['latency_s']} s each"
+    return [
+        (f"one after another s ({asked})", number(result["sequential_s"])),
+        (f"concurrent s ({p['concurrency']} at a time; ideal "
+         f"{number(result['ideal_concurrent_s'])})", number(result["concurrent_s"])),
+        ("speed-up", ratio(result["speedup"])),
+    ]

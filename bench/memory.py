@@ -1,143 +1,88 @@
-"""Section 5: peak memory, each figure from a process of its own.
+"""Memory: what a large photo and a long batch cost, in a process of its own.
 
-* a large photo (24 megapixels in the full run) through ``Editor.edit`` with the tiny models and
-  a small ``max_side`` (:mod:`bench.worker`): peak RSS after the models are loaded and at the
-  end, and regionedit's own time on the photo with the model calls taken out;
-* ``regionedit batch`` over a folder of N photos, for a short and a long N: a batch must not
-  hold on to what it has finished, so the long run's peak RSS stays within a few percent of the
-  short one's;
-* ``regionedit batch`` over a folder of large photos (a third of them turned upright, as in a
-  folder of portrait and landscape shots) at several ``--batch-size``: what holding a batch's
-  images at full size costs.
+One worker process (``python -m bench.memory --worker``) loads the tiny models, then measures
 
-Peaks are the kernel's accounting of each reaped process, started through ``bench/launch.py``
-so that the benchmark's own memory is not counted in (see there).
+* ``Editor.edit`` of a large photo (24 megapixels in the full run) with a small generation
+  size, after one unmeasured edit of it: the peak resident memory the edit adds, in bytes per
+  pixel of the photo, and the peak of Python's and numpy's allocations during the edit
+  (``tracemalloc``, which sees numpy's buffers, not Pillow's) next to the size of one float32
+  copy of the photo. Masks and colour matching work on a copy of at most 1024 px, and only the
+  final blend touches the full-size pixels, in 8 bits, so that peak must stay below one such
+  copy. The edit's time and regionedit's own share of it (as in ``overhead``) come from the
+  measured edits;
+* ``regionedit.batch.run_batch`` (what ``regionedit batch`` runs: results written, the run
+  journalled) over a short and a long folder of small photos: a batch must not hold on to what
+  it has finished, so the long run's peak resident memory stays within a few percent of the
+  short run's.
+
+Peaks are Linux's ``VmHWM``, reset before each measurement (``/proc/self/clear_refs``).
 """
 
 from __future__ import annotations
 
+import argparse
+import ctypes
+import gc
 import json
 import shutil
+import subprocess
 import sys
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
-from .measure import run_process
-from .startup import console_script
-from .workspace import REPO_ROOT, SOURCE, TARGET, Workspace, photo, photo_set, write_jpeg
+from .measure import peak_rss_mb, reset_peak_rss, rss_mb
+from .workspace import (
+    REPO_ROOT,
+    SOURCE,
+    TARGET,
+    Workspace,
+    build_workspace,
+    photo,
+    photo_set,
+    write_jpeg,
+)
+
+FULL = dict(large_size=(6000, 4000), large_runs=3, batch_lengths=(20, 200), batch_side=128)
+QUICK = dict(large_size=(600, 400), large_runs=1, batch_lengths=(2, 6), batch_side=128)
+#: every edit here generates at this size with this many steps: the models are not the figure
+MAX_SIDE, STEPS = 64, 2
 
 
-def run(
-    ws: Workspace,
-    *,
-    large_size: tuple[int, int],
-    large_runs: int,
-    batch_sizes: tuple[int, int],
-    batch_side: int,
-    large_batch_items: int = 0,
-    large_batch_sizes: tuple[int, ...] = (),
-    parallel: bool = False,
-) -> dict:
-    """Measure the large edit and a ``regionedit batch`` run of each length in ``batch_sizes``.
-
-    ``parallel`` runs the processes at the same time: the peaks stay each process's own, but
-    the times are then not worth reading (the quick mode uses it to finish sooner).
-    """
-    jobs: dict[str, Callable[[], dict]] = {
-        "large": lambda: _large_edit(ws, _large_photo(ws, large_size), large_size, large_runs)
-    }
-    pool = photo_set(ws.folder / "photos" / f"set-{batch_side}", max(batch_sizes), batch_side)
-    for count in batch_sizes:
-        folder = _batch_folder(ws, pool[:count])
-        jobs[str(count)] = lambda folder=folder, count=count: _batch_run(ws, folder, count)
-    if large_batch_items:
-        large_set = _large_photo_set(ws, large_size, large_batch_items)
-        for size in large_batch_sizes:
-            folder = _batch_folder(ws, large_set, name=f"large-batch-{size}")
-            jobs[f"large-batch-{size}"] = lambda folder=folder, size=size: _batch_run(
-                # JPEG output: a 24 MP PNG takes seconds to compress, which measures zlib
-                ws, folder, large_batch_items, "--batch-size", str(size), "--format", "jpg"
-            )
-    if parallel:
-        with ThreadPoolExecutor(max_workers=len(jobs)) as threads:
-            futures = {name: threads.submit(job) for name, job in jobs.items()}
-            done = {name: future.result() for name, future in futures.items()}
-    else:
-        done = {name: job() for name, job in jobs.items()}
-
-    short, long = (done[str(n)]["peak_rss_mb"] for n in sorted(batch_sizes))
-    return {
-        "what": "peak RSS of separate processes (kernel accounting of the reaped child)",
-        "parallel": parallel,
-        "large_edit": done["large"],
-        "batch": {
-            "photo_long_side": batch_side,
-            "steps": 2,
-            "runs": {str(n): done[str(n)] for n in batch_sizes},
-            "growth": long / short - 1,
-        },
-        "large_batch": {
-            "items": large_batch_items,
-            "input": f"{large_size[0]}x{large_size[1]} JPEG, every third turned upright",
-            "runs": {str(size): done[f"large-batch-{size}"] for size in large_batch_sizes},
-        },
-    }
-
-
-def _large_photo(ws: Workspace, size: tuple[int, int]) -> Path:
-    width, height = size
-    # Chelsea is 451x300, so a 3:2 frame is the photo itself, upscaled.
-    return write_jpeg(
-        photo("chelsea").resize(size, Image.Resampling.LANCZOS),
+def run(ws: Workspace, *, quick: bool) -> dict[str, Any]:
+    params = QUICK if quick else FULL
+    width, height = params["large_size"]
+    large = write_jpeg(  # chelsea is 451x300: a 3:2 frame is the photo itself, upscaled
+        photo("chelsea").resize((width, height), Image.Resampling.LANCZOS),
         ws.folder / "photos" / f"chelsea-{width}x{height}.jpg",
     )
-
-
-def _large_edit(ws: Workspace, image: Path, size: tuple[int, int], runs: int) -> dict:
-    width, height = size
-    command = [
-        sys.executable, "-m", "bench.worker", "large-edit",
-        "--workspace", str(ws.folder), "--image", str(image), "--runs", str(runs),
-        "--max-side", "64", "--steps", "2",
-    ]
-    finished = run_process(
-        command, env=ws.env(), cwd=REPO_ROOT, scratch=ws.folder / "memory" / "large"
-    ).check("bench.worker large-edit")
-    report: dict[str, Any] = json.loads(finished.stdout.strip().splitlines()[-1])
-    return {
-        "input": f"{width}x{height} JPEG ({width * height / 1e6:.0f} MP)",
-        "max_side": 64,
-        "steps": 2,
-        "process_peak_rss_mb": finished.peak_rss_mb,
-        **report,
+    short, long = params["batch_lengths"]
+    side = params["batch_side"]
+    pool = photo_set(ws.folder / "photos" / f"set-{side}", long, side)
+    folders = [_batch_folder(ws, pool[:count]) for count in (short, long)]
+    command = [sys.executable, "-m", "bench.memory", "--worker", "--workspace", str(ws.folder),
+               "--large", str(large), "--runs", str(params["large_runs"]), *map(str, folders)]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=ws.env(), capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"the memory worker exited with {done.returncode}:\n"
+                           f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    batches = found.pop("batches")
+    found["batch"] = {
+        "photo_long_side": side,
+        "peak_rss_mb": {str(count): batch["peak_rss_mb"] for count, batch in
+                        zip((short, long), batches)},
+        "growth": batches[1]["peak_rss_mb"] / batches[0]["peak_rss_mb"] - 1,
     }
+    return {"parameters": {**params, "max_side": MAX_SIDE, "steps": STEPS}, **found}
 
 
-def _large_photo_set(ws: Workspace, size: tuple[int, int], count: int) -> list[Path]:
-    """``count`` copies of the large photo, every third one turned upright."""
-    wide = _large_photo(ws, size)
-    tall = ws.folder / "photos" / f"{wide.stem}-upright.jpg"
-    if not tall.exists():
-        with Image.open(wide) as image:
-            write_jpeg(image.transpose(Image.Transpose.ROTATE_90), tall)
-    folder = ws.folder / "photos" / f"large-set-{size[0]}x{size[1]}"
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index in range(count):
-        path = folder / f"large-{index:03d}.jpg"
-        if not path.exists():
-            shutil.copyfile(tall if index % 3 == 0 else wide, path)
-        paths.append(path)
-    return paths
-
-
-def _batch_folder(ws: Workspace, photos: list[Path], name: str | None = None) -> Path:
+def _batch_folder(ws: Workspace, photos: list[Path]) -> Path:
     """A fresh folder whose ``in`` holds ``photos`` (an earlier run's output would be resumed)."""
-    folder = ws.folder / "memory" / (name or f"batch-{len(photos)}")
+    folder = ws.folder / "memory" / f"batch-{len(photos)}"
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "in").mkdir(parents=True)
     for path in photos:
@@ -145,17 +90,94 @@ def _batch_folder(ws: Workspace, photos: list[Path], name: str | None = None) ->
     return folder
 
 
-def _batch_run(ws: Workspace, folder: Path, count: int, *extra: str) -> dict:
-    command = [
-        console_script(), "batch", str(folder / "in"), "-o", str(folder / "out"),
-        "--source", SOURCE, "--target", TARGET, "--classifier", "offline",
-        "--model", str(ws.sd_model), "--segment-model-path", str(ws.u2net_model),
-        "--steps", "2", "--seed", "1", "--device", "cpu", *extra,
-    ]
-    finished = run_process(command, env=ws.env(), scratch=folder / "log")
-    finished.check(f"regionedit batch ({count} images)")
-    return {
-        "peak_rss_mb": finished.peak_rss_mb,
-        "seconds": finished.wall_s,
-        "summary": finished.stdout.strip().splitlines()[0],
+# -- in the worker process ---------------------------------------------------------------------
+
+
+def _worker(workspace: Path, large: Path, runs: int, batch_folders: list[Path]) -> dict[str, Any]:
+    from regionedit.batch import BatchOptions, plan_folder, run_batch
+
+    from .overhead import instrumented_editor, summarize, timed_edit
+
+    ws = build_workspace(workspace)
+    editor = instrumented_editor(ws)
+    settings = dict(seed=1, steps=STEPS, max_side=MAX_SIDE)
+    # one-time costs (imports, loading the models, the first call at this generation size)
+    editor.edit(large, SOURCE, TARGET, **settings)
+    with Image.open(large) as opened:
+        width, height = opened.size
+    _settle()
+    before = rss_mb()
+    measured = [timed_edit(editor, large, **settings) for _ in range(runs)]
+    peak = peak_rss_mb()
+    tracemalloc.start()
+    editor.edit(large, SOURCE, TARGET, **settings)
+    traced_peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    found: dict[str, Any] = {}
+    found["large_edit"] = {
+        "input": f"{width}x{height} JPEG ({width * height / 1e6:.1f} MP)",
+        "rss_before_mb": before,
+        "peak_rss_mb": peak,
+        "added_rss_mb": peak - before,
+        "added_bytes_per_pixel": (peak - before) * 2**20 / (width * height),
+        "traced_peak_mb": traced_peak / 2**20,
+        "float32_photo_copy_mb": width * height * 3 * 4 / 2**20,
+        **summarize(measured),
     }
+
+    found["batches"] = []
+    for folder in batch_folders:
+        options = BatchOptions(out_dir=folder / "out", edit=settings)
+        _settle()
+        summary = run_batch(editor, plan_folder(folder / "in", SOURCE, TARGET, options), options)
+        if summary.failed or not summary.ok:
+            raise RuntimeError(f"the batch over {folder} failed: {summary.failures[:1]}")
+        found["batches"].append({"peak_rss_mb": peak_rss_mb()})
+    return found
+
+
+def _settle() -> None:
+    """Free what is garbage, hand freed heap back to the system, and start the peak afresh, so
+    that the next peak is the next measurement's own."""
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    reset_peak_rss()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__)
+    parser.add_argument("--worker", action="store_true", required=True)
+    parser.add_argument("--workspace", type=Path, required=True)
+    parser.add_argument("--large", type=Path, required=True, help="the large photo")
+    parser.add_argument("--runs", type=int, default=1, help="measured edits of it")
+    parser.add_argument("batch_folders", type=Path, nargs=2, help="short and long batch")
+    args = parser.parse_args(argv)
+    print(json.dumps(_worker(args.workspace, args.large, args.runs, args.batch_folders)))
+    return 0
+
+
+def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    from .report import number, stages
+
+    large, batch = result["large_edit"], result["batch"]
+    where = large["input"]
+    found = [
+        (f"{where}: peak RSS MB (models loaded: {number(large['rss_before_mb'])})",
+         number(large["peak_rss_mb"])),
+        (f"{where}: RSS the edit adds, bytes per pixel", number(large["added_bytes_per_pixel"])),
+        (f"{where}: traced Python and numpy peak MB (one float32 copy of the photo: "
+         f"{number(large['float32_photo_copy_mb'])})", number(large["traced_peak_mb"])),
+        (f"{where}: edit ms (generating at {MAX_SIDE} px, {STEPS} steps)",
+         number(large["edit_ms"])),
+        (f"{where}: regionedit's own ms", number(large["own_ms"])),
+        (f"{where}: own ms by stage", stages(large["own_stage_ms"])),
+    ]
+    for count, peak in batch["peak_rss_mb"].items():
+        found.append((f"batch of {count} photos ({batch['photo_long_side']} px): peak RSS MB",
+                      number(peak)))
+    found.append(("batch: peak RSS growth, long over short", f"{batch['growth']:+.1%}"))
+    return found
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,18 +1,19 @@
-"""What every measurement runs on: the tiny test models and real photos, built in a folder.
+"""What every section runs on: the tiny test models and real photos, built in a folder.
 
 The models are the test suite's own (``tests/support``): a random Stable Diffusion inpainting
 pipeline saved with ``save_pretrained`` (native size 64 px) and a U^2-Net-compatible ONNX model
-that rembg's real session code loads. Nothing is downloaded; building takes a few seconds.
+that rembg's real session code loads. Nothing is downloaded; building them takes seconds, and
+only the sections that run a model build them.
 Photos are scikit-image's bundled samples (public domain / CC0), written as JPEG files so the
 editor's load stage decodes a real file.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +33,41 @@ SOURCE = "an astronaut in front of a flag"
 TARGET = "an astronaut in front of mountains"
 
 
-@dataclass(frozen=True)
 class Workspace:
-    """Paths of the built models; every section writes its photos under ``folder``."""
+    """The folder the sections write their photos in, and the tiny models, built there on first
+    use (a later run given the same folder reuses them)."""
 
-    folder: Path
-    sd_model: Path
-    #: folder rembg must see as U2NET_HOME to accept ``u2net_model``
-    u2net_home: Path
-    u2net_model: Path
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        #: folder rembg must see as U2NET_HOME to accept ``u2net_model``
+        self.u2net_home = folder / "u2net_home"
+        os.environ["U2NET_HOME"] = str(self.u2net_home)
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        # The builders and the fake LLM server live with the tests, so that tests and
+        # benchmarks run the very same models and server.
+        if str(_TESTS) not in sys.path:
+            sys.path.insert(0, str(_TESTS))
+
+    @functools.cached_property
+    def sd_model(self) -> Path:
+        """The tiny Stable Diffusion inpainting pipeline's folder (native size 64 px)."""
+        from support.tiny_sd import build_tiny_sd_inpainting
+
+        folder = self.folder / "tiny-sd-inpainting"
+        if not (folder / "model_index.json").exists():
+            _quietly(build_tiny_sd_inpainting, folder)
+        return folder
+
+    @functools.cached_property
+    def u2net_model(self) -> Path:
+        """The tiny U^2-Net-shaped ONNX segmentation model."""
+        from support.tiny_rembg import build_tiny_u2net
+
+        model = self.u2net_home / "tiny_u2net.onnx"
+        if not model.exists():
+            build_tiny_u2net(model)
+        return model
 
     def env(self) -> dict[str, str]:
         """Environment for a subprocess: offline, rembg pointed at the tiny model, no LLM."""
@@ -52,25 +79,8 @@ class Workspace:
 
 
 def build_workspace(folder: Path) -> Workspace:
-    """Build the tiny models in ``folder`` (reusing them if an earlier call built them there)
-    and point this process's rembg at the tiny U^2-Net."""
-    # The builders live with the tests so that tests and benchmarks run the very same models.
-    if str(_TESTS) not in sys.path:
-        sys.path.insert(0, str(_TESTS))
-    from support.tiny_rembg import build_tiny_u2net
-    from support.tiny_sd import build_tiny_sd_inpainting
-
-    folder.mkdir(parents=True, exist_ok=True)
-    sd_model = folder / "tiny-sd-inpainting"
-    if not (sd_model / "model_index.json").exists():
-        _quietly(build_tiny_sd_inpainting, sd_model)
-    u2net_home = folder / "u2net_home"
-    u2net_model = u2net_home / "tiny_u2net.onnx"
-    if not u2net_model.exists():
-        build_tiny_u2net(u2net_model)
-    os.environ["U2NET_HOME"] = str(u2net_home)
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    return Workspace(folder, sd_model, u2net_home, u2net_model)
+    """The workspace in ``folder``; its models are built when a section first uses them."""
+    return Workspace(folder)
 
 
 def _quietly(build: Callable[[Path], Any], folder: Path) -> None:
