@@ -401,18 +401,20 @@ def restore_mode(rgb: Image.Image, loaded: LoadedImage) -> Image.Image:
 
 
 def fit_within(image: Image.Image, long_side: int) -> Image.Image:
-    """``image`` scaled down so that its longer side is ``long_side`` px, aspect ratio kept;
-    ``image`` itself when it is no larger.
+    """``image`` (RGB or L) scaled down so that its longer side is ``long_side`` px, aspect ratio
+    kept; ``image`` itself when it is no larger.
 
-    Box-averages by a whole factor first and resamples the rest with LANCZOS (Pillow's
-    ``reducing_gap``): free of aliasing, and fast enough on a 24-megapixel photo.
+    OpenCV's area average: free of aliasing like LANCZOS, and several times faster on a
+    24-megapixel photo.
     """
     width, height = image.size
     scale = long_side / max(width, height)
     if scale >= 1:
         return image
+    import cv2
+
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
+    return Image.fromarray(cv2.resize(np.asarray(image), size, interpolation=cv2.INTER_AREA))
 
 
 def _icc_fits(profile: bytes, mode: str) -> bool:
