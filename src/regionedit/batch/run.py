@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Optional
 
 from pydantic import BaseModel, Field
 
-from ..errors import ImageInputError, ManifestError, ModelLoadError, OutputError
+from ..errors import ImageInputError, ManifestError, OutputError
 from ..types import StageTimings, output_paths
 from .pipeline import ItemResult, Stage, edit_many
 from .plan import BatchOptions, BatchPlan, PlannedItem, sheet_path
@@ -111,7 +111,8 @@ def run_plan(
     :meth:`~regionedit.editor.Editor.config` returns). ``execute(todo, record)`` then edits those
     and writes their files, calling ``record(line)`` once per finished item, in any order; each
     line is appended to ``run.jsonl`` and counted. The summary line is appended however
-    ``execute`` ends; ModelLoadError and KeyboardInterrupt stop the run and are raised again.
+    ``execute`` ends; what it raises (ModelLoadError, KeyboardInterrupt...) stops the run, is
+    named in the summary's ``stopped`` and raised again.
     """
     started = time.perf_counter()
     summary = BatchSummary(
@@ -181,11 +182,11 @@ def run_plan(
         execute(todo, record)
         # a worker killed while writing leaves a temporary file that no later write replaces
         summary.stale_temp_files_removed += _remove_stale_temp_files(options.out_dir)
-    except ModelLoadError as exc:
-        summary.stopped = f"{type(exc).__name__}: {exc}"
-        raise
     except KeyboardInterrupt:
         summary.stopped = "interrupted"
+        raise
+    except Exception as exc:  # a model that cannot load, a full disk, a lost cluster
+        summary.stopped = f"{type(exc).__name__}: {exc}"
         raise
     finally:
         bar.close()
