@@ -230,19 +230,18 @@ class _connected:
         ray = self.ray
         if ray.is_initialized():
             return
-        address = self.address
-        if address is None and not os.environ.get("RAY_ADDRESS"):
+        address = self.address or os.environ.get("RAY_ADDRESS") or None
+        if address is None:
             kwargs: dict[str, Any] = dict(address="local", include_dashboard=False)
         else:
-            if address not in (None, "auto"):
+            if address not in ("auto", "local"):
                 _check_reachable(address)
             kwargs = dict(address=address)
         try:
             ray.init(logging_level=logging.WARNING, **kwargs)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = address or os.environ.get("RAY_ADDRESS")
             raise ClusterError(
-                f"Cannot join the Ray cluster at {where}: {_first_line(exc)}. Start one with "
+                f"Cannot join the Ray cluster at {address}: {_first_line(exc)}. Start one with "
                 "`ray start --head`, or check --ray / RAY_ADDRESS."
             ) from None
         self.owned = True
@@ -253,19 +252,22 @@ class _connected:
 
 
 class _quiet_data:
-    """Ray Data without its own progress bars and start-up lines, for the run: the driver shows
-    its progress bar, counted from ``run.jsonl``."""
+    """Ray Data without its progress bars and its notes about them, for the run: the driver
+    shows its own progress bar, counted from ``run.jsonl``. Its warnings and errors still show."""
 
     def __init__(self, ray: Any) -> None:
         self.context = ray.data.DataContext.get_current()
-        self.saved = (self.context.enable_progress_bars, self.context.print_on_execution_start)
+        self.logger = logging.getLogger("ray.data")
+        self.saved = (self.context.enable_progress_bars, self.logger.level)
 
     def __enter__(self) -> None:
         self.context.enable_progress_bars = False
-        self.context.print_on_execution_start = False
+        # "progress bars disabled" (a warning) and "execution finished" (info): said by us
+        self.logger.setLevel(logging.ERROR)
 
     def __exit__(self, *exc_info: Any) -> None:
-        self.context.enable_progress_bars, self.context.print_on_execution_start = self.saved
+        self.context.enable_progress_bars, level = self.saved
+        self.logger.setLevel(level)
 
 
 def _check_reachable(address: str) -> None:
@@ -360,7 +362,7 @@ def _record_lines(stream: Any, rows: list[dict[str, Any]], record: Record) -> No
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
 
 
 class _Attempts:
