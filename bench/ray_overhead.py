@@ -8,9 +8,9 @@ per worker) go through the local batch and through Ray with one worker and with 
 alternating rounds, two ways:
 
 * *api*: ``run_batch`` in this process against ``run_batch_on_ray`` on a Ray started here once
-  (its start is measured apart). The local run loads its models in this process, where torch is
-  imported already after the first round; each Ray worker is a process of its own, which imports
-  torch, diffusers and rembg and loads the models: the start-up a Ray run pays every time.
+  (its start is measured apart). The local run loads its models in this process, where torch,
+  diffusers and rembg are imported already after the first round; each Ray worker is a process
+  of its own, which imports them and loads the models: the start-up a Ray run pays every time.
 * *cli*: ``regionedit batch`` against ``regionedit batch --ray`` (``--workers 2``), each a
   process of its own, as a user runs them: every run imports everything, and ``--ray`` starts
   a Ray on this machine and stops it.

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -289,6 +290,21 @@ def test_without_ray_installed_the_flag_says_what_to_install(monkeypatch, tmp_pa
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "pip install 'regionedit[ray]'" in err and "--ray" in err
+
+
+def test_an_address_nothing_answers_at_fails_in_seconds(manifest, tmp_path):
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "regionedit", "batch", "--manifest", str(manifest), "-o",
+         str(tmp_path / "out"), "--region", "background", "--ray", f"127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 10, done.stderr
+    assert done.stderr.startswith("error: No Ray cluster answers at 127.0.0.1:")
+    assert done.stderr.count("\n") == 1 and time.monotonic() - started < 30
 
 
 @pytest.mark.parametrize(
