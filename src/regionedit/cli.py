@@ -521,7 +521,7 @@ def _add_batch_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     ray = p.add_argument_group("on a Ray cluster (pip install 'regionedit[ray]'; see docs/ray.md)")
     ray.add_argument(
         "--ray", nargs="?", const="", metavar="ADDRESS",
-        help="edit on Ray workers: 'auto', HOST:PORT or ray://HOST:PORT joins that cluster; "
+        help="edit on Ray workers: 'auto' or HOST:PORT joins that cluster; "
         "with no ADDRESS, the one in RAY_ADDRESS, else a Ray started on this machine. Inputs "
         "and OUT_DIR must be at the same path on every node",
     )

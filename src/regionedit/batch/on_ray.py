@@ -90,8 +90,8 @@ def run_batch_on_ray(
     paths it names must exist on every node.
 
     ``address``: ``None`` joins the cluster in ``RAY_ADDRESS`` if set, else starts a Ray on this
-    machine for the run; ``"auto"`` joins the cluster this machine belongs to; ``"host:6379"`` or
-    ``"ray://host:10001"`` joins that one. A Ray already initialised in this process is used as
+    machine for the run; ``"auto"`` joins the cluster this machine belongs to; ``"host:6379"``
+    joins the one whose head node that is. A Ray already initialised in this process is used as
     it is. ``workers`` is the number of actors, or ``(min, max)`` for a pool that grows with the
     cluster; each reserves ``gpus_per_worker`` GPUs (a fraction shares one GPU between several
     workers) and ``cpus_per_worker`` CPUs (default: Ray's, one). ``runtime_env`` is Ray's runtime
@@ -242,7 +242,7 @@ class _connected:
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ClusterError(
                 f"Cannot join the Ray cluster at {address}: {_first_line(exc)}. Start one with "
-                "`ray start --head`, or check --ray / RAY_ADDRESS."
+                "`ray start --head`, or check --ray (address= in Python) or RAY_ADDRESS."
             ) from None
         self.owned = True
 
@@ -277,13 +277,15 @@ def _check_reachable(address: str) -> None:
         with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=10):
             pass
     except ValueError:
-        raise ClusterError(
-            f"--ray {address}: expected auto, HOST:PORT or ray://HOST:PORT."
+        raise SettingsError(
+            f"The Ray address {address!r} (--ray, or address= in Python, or RAY_ADDRESS) must "
+            "be auto or HOST:PORT."
         ) from None
     except OSError as exc:
         raise ClusterError(
             f"No Ray cluster answers at {address} ({exc.strerror or exc}). Start one with "
-            "`ray start --head` on the head node, or check --ray / RAY_ADDRESS."
+            "`ray start --head` on the head node, or check --ray (address= in Python) or "
+            "RAY_ADDRESS."
         ) from None
 
 
