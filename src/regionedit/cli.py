@@ -314,6 +314,16 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     from .batch import BatchOptions, plan_folder, plan_manifest, run_batch
 
+    if args.ray is None and (args.workers is not None or args.gpus_per_worker is not None):
+        raise SettingsError("--workers and --gpus-per-worker need --ray.")
+    if args.ray and args.input_dir is None and args.manifest is None and Path(args.ray).is_dir():
+        raise SettingsError(
+            f"--ray took {args.ray} as its address: write --ray after INPUT_DIR, or --ray=ADDRESS."
+        )
+    if args.ray is not None:
+        from .batch.on_ray import require_ray
+
+        require_ray("--ray")
     if (args.input_dir is None) == (args.manifest is None):
         raise SettingsError("Give either INPUT_DIR or --manifest.")
     if args.input_dir is not None and not (args.source and args.target):
@@ -343,7 +353,18 @@ def cmd_batch(args: argparse.Namespace) -> int:
         plan = plan_folder(
             args.input_dir, args.source, args.target, options, recursive=args.recursive
         )
-    summary = run_batch(make_editor(args), plan, options, progress=sys.stderr.isatty())
+    if args.ray is None:
+        summary = run_batch(make_editor(args), plan, options, progress=sys.stderr.isatty())
+    else:
+        import functools
+
+        from .batch.on_ray import run_batch_on_ray
+
+        summary = run_batch_on_ray(
+            functools.partial(make_editor, args), plan, options, address=args.ray or None,
+            workers=args.workers or 1, gpus_per_worker=args.gpus_per_worker or 0,
+            progress=sys.stderr.isatty(),
+        )
     print(format_summary(summary, options.out_dir))
     return summary.exit_code
 
@@ -529,6 +550,46 @@ def _add_batch_parser(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="write preservation and seam scores (regionedit score) into each sidecar",
     )
     p.add_argument("--clip-model", help="with --score: also CLIP scores against the target")
+
+    def workers(text: str) -> "int | tuple[int, int]":
+        try:
+            sizes = tuple(int(part) for part in text.split(","))
+        except ValueError:
+            sizes = ()
+        if len(sizes) not in (1, 2) or not 1 <= sizes[0] <= sizes[-1]:
+            raise argparse.ArgumentTypeError(
+                f"must be a number of workers N or MIN,MAX (1 <= MIN <= MAX), not {text!r}"
+            )
+        return sizes[0] if len(sizes) == 1 else (sizes[0], sizes[1])
+
+    def gpus(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value < float("inf"):
+            raise argparse.ArgumentTypeError(
+                f"must be a number of GPUs of at least 0, not {text!r}"
+            )
+        return value
+
+    ray = p.add_argument_group("on a Ray cluster (pip install 'regionedit[ray]'; see docs/ray.md)")
+    ray.add_argument(
+        "--ray", nargs="?", const="", metavar="ADDRESS",
+        help="edit on Ray workers: 'auto' or HOST:PORT joins that cluster; "
+        "with no ADDRESS, the one in RAY_ADDRESS, else a Ray started on this machine. Inputs "
+        "and OUT_DIR must be at the same path on every node",
+    )
+    ray.add_argument(
+        "--workers", type=workers, metavar="N|MIN,MAX",
+        help="with --ray: workers, each loading the models once (default: 1); MIN,MAX lets "
+        "the pool grow with the cluster",
+    )
+    ray.add_argument(
+        "--gpus-per-worker", type=gpus, metavar="GPUS",
+        help="with --ray: GPUs each worker reserves (default: 0); a fraction such as 0.5 "
+        "puts several workers on one GPU",
+    )
     p.set_defaults(handler=cmd_batch)
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "OutputError",
     "LabelledDataError",
     "ManifestError",
+    "ClusterError",
 ]
 
 
@@ -142,3 +143,10 @@ class ManifestError(RegionEditError, ValueError):
     image paths outside the manifest's folder)."""
 
     exit_code = 2
+
+
+class ClusterError(RegionEditError):
+    """A batch run on Ray could not reach its cluster, or the cluster lost the run (or lost a
+    worker again and again on one item)."""
+
+    exit_code = 10

@@ -9,6 +9,8 @@ Three layers, each usable on its own:
   result goes, before any model loads.
 * :func:`run_batch` (:mod:`.run`) runs a plan into an output folder: results written
   atomically, ``run.jsonl`` journalled, finished items recognised when the run is repeated.
+  :func:`run_batch_on_ray` (:mod:`.on_ray`, ``pip install 'regionedit[ray]'``) runs it on a Ray
+  cluster, with the same files and journal.
 
 ``regionedit batch`` is the command-line face of the three (:mod:`regionedit.cli`).
 """
@@ -23,6 +25,7 @@ from .pipeline import (
 )
 from .plan import BatchOptions, BatchPlan, PlannedItem, RejectedRow, plan_folder, plan_manifest
 from .run import RUN_LOG, BatchSummary, RunJournal, run_batch
+from .on_ray import run_batch_on_ray  # imports Ray only when called
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -41,4 +44,5 @@ __all__ = [
     "BatchSummary",
     "RunJournal",
     "run_batch",
+    "run_batch_on_ray",
 ]

@@ -4,7 +4,9 @@
 the inpainting model loads. Then it works through the items in chunks of ``batch_size``: a chunk
 is prepared (loaded, decided, masked) on a thread of its own while the one before it generates,
 its items are grouped by generation shape, each group is generated in model calls of up to
-``batch_size`` images and composited, and the chunk's results are yielded in input order.
+``batch_size`` images and composited, and the chunk's results are yielded in input order. The two
+halves are :func:`classify_pairs` and :func:`edit_decided`, so that a run on a cluster classifies
+once on its driver and edits on its workers.
 
 An item's pixels depend only on its inputs, its settings and the batch size: never on timing.
 With ``batch_size=1`` (the default) they are exactly those of :meth:`Editor.edit`; several images
@@ -16,7 +18,9 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Mapping, Optional, Union
+from typing import (
+    TYPE_CHECKING, Any, Iterable, Iterator, Literal, Mapping, Optional, Sequence, Union,
+)
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -39,7 +43,12 @@ __all__ = [
     "BatchItemLike",
     "BatchPolicy",
     "ItemResult",
+    "PairDecisions",
+    "as_batch_item",
+    "classify_pairs",
+    "edit_decided",
     "edit_many",
+    "unprepared_result",
 ]
 
 log = logging.getLogger("regionedit")
@@ -148,18 +157,61 @@ def edit_many(
             f"llm_concurrency and batch_size must be at least 1, got {llm_concurrency} and "
             f"{batch_size}."
         )
-    batch = [_as_item(value, defaults) for value in items]
+    batch = [as_batch_item(value, defaults) for value in items]
+    decisions = classify_pairs(
+        editor, batch, on_unidentified=on_unidentified, llm_concurrency=llm_concurrency,
+        load_inpainter=not dry_run,
+    )
+    yield from edit_decided(
+        editor, batch, decisions, on_unidentified=on_unidentified, dry_run=dry_run,
+        batch_size=batch_size,
+    )
+
+
+#: what :func:`classify_pairs` gives per (source, target) pair: the decision, or why there is none
+PairDecisions = dict[tuple[str, str], Union["Decision", Exception]]
+
+
+def classify_pairs(
+    editor: "Editor",
+    items: Sequence[BatchItem],
+    *,
+    on_unidentified: BatchPolicy = "error",
+    llm_concurrency: int = 8,
+    load_inpainter: bool = False,
+) -> PairDecisions:
+    """Decide the region of every distinct (source, target) pair of ``items`` that do not set
+    their own region: one classifier call per pair, up to ``llm_concurrency`` at a time. A pair
+    the classifier fails on (or, under ``on_unidentified`` "error" or "skip", cannot decide)
+    gets its exception, which its items fail (or are skipped) with in :func:`edit_decided`.
+    ``load_inpainter`` loads the inpainting model meanwhile.
+    """
     decide_policy = "error" if on_unidentified == "skip" else on_unidentified
     with ThreadPoolExecutor(llm_concurrency, thread_name_prefix="regionedit-classify") as pool:
-        if not dry_run:
+        if load_inpainter:
             # seconds for real weights: loaded while the descriptions are classified
             pool.submit(_load_inpainter, editor)
-        pairs = dict.fromkeys((i.source, i.target) for i in batch if i.settings.region is None)
+        pairs = dict.fromkeys((i.source, i.target) for i in items if i.settings.region is None)
         pending = {
             pair: pool.submit(editor.decide, *pair, on_unidentified=decide_policy)
             for pair in pairs
         }
-        decisions = {pair: _outcome(future) for pair, future in pending.items()}
+        return {pair: _outcome(future) for pair, future in pending.items()}
+
+
+def edit_decided(
+    editor: "Editor",
+    items: Sequence[BatchItem],
+    decisions: PairDecisions,
+    *,
+    on_unidentified: BatchPolicy = "error",
+    dry_run: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Iterator[ItemResult]:
+    """:func:`edit_many` after :func:`classify_pairs`: ``items`` (complete, as
+    :func:`as_batch_item` makes them) edited with the ``decisions`` made for their pairs, one
+    :class:`ItemResult` per item in input order. ModelLoadError is raised."""
+    batch = list(items)
 
     def prepare(start: int) -> list[Union[ItemResult, "PreparedEdit"]]:
         return [
@@ -177,8 +229,9 @@ def edit_many(
             yield from _generate_chunk(editor, start, batch, chunk, batch_size)
 
 
-def _as_item(value: BatchItemLike, defaults: Mapping[str, Any]) -> BatchItem:
-    """``value`` as a :class:`BatchItem` with ``defaults`` filled in; SettingsError if bad."""
+def as_batch_item(value: BatchItemLike, defaults: Mapping[str, Any]) -> BatchItem:
+    """``value`` as a :class:`BatchItem` with ``defaults`` filled in (an item's own settings
+    win); SettingsError if bad."""
     try:
         if isinstance(value, BatchItem):
             own = value.settings.model_dump(exclude_unset=True)
@@ -214,7 +267,7 @@ def _prepare(
     editor: "Editor",
     index: int,
     item: BatchItem,
-    decisions: dict[tuple[str, str], Union["Decision", Exception]],
+    decisions: PairDecisions,
     on_unidentified: BatchPolicy,
     dry_run: bool,
 ) -> Union[ItemResult, "PreparedEdit"]:
@@ -244,16 +297,25 @@ def _prepare(
         )
     except ModelLoadError:
         raise
-    except UnidentifiedRegionError as exc:
-        if on_unidentified != "skip":
-            return _failed(index, item, exc, "classify")
-        undecided = Classification(label="unidentified", reason=exc.reason, source="policy")
-        return ItemResult(
-            index=index, item=item, status="skipped", classification=undecided, error=exc,
-            stage="classify",
-        )
     except Exception as exc:  # one bad item must not end a batch of thousands
+        return unprepared_result(index, item, exc, on_unidentified)
+
+
+def unprepared_result(
+    index: int, item: BatchItem, exc: Exception, on_unidentified: BatchPolicy
+) -> ItemResult:
+    """The result of an item whose preparation (loading, deciding, masking) raised ``exc``:
+    skipped for an undecidable region under ``on_unidentified="skip"``, otherwise failed in
+    the stage ``exc`` comes from."""
+    if not isinstance(exc, UnidentifiedRegionError):
         return _failed(index, item, exc, _stage_of(exc))
+    if on_unidentified != "skip":
+        return _failed(index, item, exc, "classify")
+    undecided = Classification(label="unidentified", reason=exc.reason, source="policy")
+    return ItemResult(
+        index=index, item=item, status="skipped", classification=undecided, error=exc,
+        stage="classify",
+    )
 
 
 def _generate_chunk(

@@ -5,6 +5,10 @@ one fsynced line per finished item to ``run.jsonl`` (:class:`RunJournal`), then 
 run repeated with the same settings skips what is already finished, matched on the input's
 content hash and a hash of every setting; killing a run at any moment leaves no partial file and
 loses no finished item, and temporary files a killed run left are removed at start.
+
+The bookkeeping (resume keys, the journal, the summary, the progress bar) is :func:`run_plan`,
+shared by every way of editing the items: :func:`run_batch` edits them in this process,
+:mod:`regionedit.batch.on_ray` on a Ray cluster.
 """
 
 from __future__ import annotations
@@ -19,11 +23,11 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal, Optional
 
 from pydantic import BaseModel, Field
 
-from ..errors import ImageInputError, ManifestError, ModelLoadError, OutputError
+from ..errors import ImageInputError, ManifestError, OutputError
 from ..types import StageTimings, output_paths
 from .pipeline import ItemResult, Stage, edit_many
 from .plan import BatchOptions, BatchPlan, PlannedItem, sheet_path
@@ -31,7 +35,7 @@ from .plan import BatchOptions, BatchPlan, PlannedItem, sheet_path
 if TYPE_CHECKING:  # pragma: no cover
     from ..editor import Editor
 
-__all__ = ["RUN_LOG", "BatchSummary", "RunJournal", "run_batch", "write_item"]
+__all__ = ["RUN_LOG", "BatchSummary", "RunJournal", "run_batch", "run_plan", "write_item"]
 
 log = logging.getLogger("regionedit")
 
@@ -78,6 +82,38 @@ def run_batch(
     what ends the whole run (:class:`~regionedit.errors.ModelLoadError`, an unwritable output
     folder, KeyboardInterrupt), after appending the summary line.
     """
+
+    def execute(todo: list[Todo], record: Record) -> None:
+        _edit_and_write(editor, todo, options, record)
+
+    return run_plan(plan, options, editor.config(), execute, progress=progress)
+
+
+#: an item left to do: the planned item, and its ``run.jsonl`` line so far (input, resume key)
+Todo = tuple[PlannedItem, dict[str, Any]]
+#: records one finished item's ``run.jsonl`` line (what :func:`write_item` returned)
+Record = Callable[[dict[str, Any]], None]
+
+
+def run_plan(
+    plan: BatchPlan,
+    options: BatchOptions,
+    editor_config: dict[str, Any],
+    execute: Callable[[list[Todo], Record], None],
+    *,
+    progress: bool = False,
+) -> BatchSummary:
+    """The bookkeeping of a run, whatever edits its items: :func:`run_batch` edits them in this
+    process, :func:`~regionedit.batch.on_ray.run_batch_on_ray` on a Ray cluster.
+
+    Prepares the output folder, records the rejected rows and unreadable inputs, and finds the
+    items not finished by an earlier run (keyed on ``editor_config``, what
+    :meth:`~regionedit.editor.Editor.config` returns). ``execute(todo, record)`` then edits those
+    and writes their files, calling ``record(line)`` once per finished item, in any order; each
+    line is appended to ``run.jsonl`` and counted. The summary line is appended however
+    ``execute`` ends; what it raises (ModelLoadError, KeyboardInterrupt...) stops the run, is
+    named in the summary's ``stopped`` and raised again.
+    """
     started = time.perf_counter()
     summary = BatchSummary(
         items=len(plan.items) + len(plan.rejected),
@@ -97,28 +133,28 @@ def run_batch(
     finished = journal.finished()
     totals = StageTimings()
 
-    def record(entry: dict[str, Any], timings: StageTimings) -> None:
+    def count(entry: dict[str, Any]) -> None:
         journal.append(entry)
         status = entry["status"]
         setattr(summary, status, getattr(summary, status) + 1)
         if status == "failed":
             keys = ("input", "line", "stage", "error_type", "error")
             summary.failures.append({k: entry[k] for k in keys if entry.get(k) is not None})
+        seconds = entry.get("seconds", {})
         for stage in StageTimings.model_fields:
-            setattr(totals, stage, getattr(totals, stage) + getattr(timings, stage))
+            setattr(totals, stage, getattr(totals, stage) + seconds.get(stage, 0.0))
 
     for row in plan.rejected:
         entry = _entry(row.label, line=row.line)
-        record({**entry, **_error_fields(ManifestError(row.error), None)}, StageTimings())
-    todo: list[tuple[PlannedItem, dict[str, Any]]] = []
-    editor_config = editor.config()
+        count({**entry, **_error_fields(ManifestError(row.error), None)})
+    todo: list[Todo] = []
     for planned in plan.items:
         entry = _entry(planned.label, line=planned.line)
         entry.update(_request(planned, options))
         try:
             entry.update(_keys(planned, editor_config, options))
         except ImageInputError as exc:
-            record({**entry, **_error_fields(exc, "load")}, StageTimings())
+            count({**entry, **_error_fields(exc, "load")})
             continue
         if _is_finished(finished.get((entry["input_sha256"], entry["settings_sha256"])), options):
             summary.already_done += 1
@@ -137,6 +173,34 @@ def run_batch(
         dynamic_ncols=True,
     )
     bar.set_postfix(failed=summary.failed)
+
+    def record(entry: dict[str, Any]) -> None:
+        count(entry)
+        bar.set_postfix(failed=summary.failed, refresh=False)
+        bar.update()
+
+    try:
+        execute(todo, record)
+        # a worker killed while writing leaves a temporary file that no later write replaces
+        summary.stale_temp_files_removed += _remove_stale_temp_files(options.out_dir)
+    except KeyboardInterrupt:
+        summary.stopped = "interrupted"
+        raise
+    except Exception as exc:  # a model that cannot load, a full disk, a lost cluster
+        summary.stopped = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        bar.close()
+        summary.seconds = {"total": time.perf_counter() - started, **totals.model_dump()}
+        summary.finished_at = _now()
+        journal.append(summary.model_dump())
+    return summary
+
+
+def _edit_and_write(
+    editor: "Editor", todo: list[Todo], options: BatchOptions, record: Record
+) -> None:
+    """Edit ``todo`` in this process and write each result; lines are recorded in input order."""
     outcomes = edit_many(
         editor,
         [planned.item for planned, _ in todo],
@@ -147,47 +211,36 @@ def run_batch(
         **options.edit,
     )
     # Files are written on threads of their own: encoding a large PNG takes seconds, and on
-    # this thread it would hold up the next model call. Lines are recorded in input order.
+    # this thread it would hold up the next model call.
     threads = _writer_threads()
     writers = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="regionedit-write")
-    writing: collections.deque[tuple[Future, StageTimings]] = collections.deque()
+    writing: collections.deque[Future] = collections.deque()
 
     def record_written(*, keep: int) -> None:
         """Record written items in order, waiting until at most ``keep`` are unrecorded."""
-        while writing and (len(writing) > keep or writing[0][0].done()):
-            written, timings = writing[0]
-            line = written.result()
+        while writing and (len(writing) > keep or writing[0].done()):
+            line = writing[0].result()
             writing.popleft()
-            record(line, timings)
-            bar.set_postfix(failed=summary.failed, refresh=False)
-            bar.update()
+            record(line)
 
+    interrupted = False
     try:
         for (planned, entry), outcome in zip(todo, outcomes):
-            writing.append((writers.submit(write_item, planned, entry, outcome, options),
-                            outcome.timings))
+            writing.append(writers.submit(write_item, planned, entry, outcome, options))
             # a written item's images are freed once it is recorded: bound what waits
             record_written(keep=2 * threads)
         record_written(keep=0)
-    except ModelLoadError as exc:
-        summary.stopped = f"{type(exc).__name__}: {exc}"
-        raise
     except KeyboardInterrupt:
-        summary.stopped = "interrupted"
+        interrupted = True
         raise
     finally:
         outcomes.close()
         # Writes already started finish (each is atomic) and are recorded; after an
         # interruption the others are dropped, and the next run redoes those items.
-        writers.shutdown(wait=True, cancel_futures=summary.stopped == "interrupted")
-        for written, timings in writing:
+        writers.shutdown(wait=True, cancel_futures=interrupted)
+        for written in writing:
             if not written.cancelled() and written.exception() is None:
-                record(written.result(), timings)
-        bar.close()
-        summary.seconds = {"total": time.perf_counter() - started, **totals.model_dump()}
-        summary.finished_at = _now()
-        journal.append(summary.model_dump())
-    return summary
+                record(written.result())
 
 
 def _writer_threads() -> int:
@@ -279,8 +332,9 @@ def _is_finished(entry: Optional[dict[str, Any]], options: BatchOptions) -> bool
 def write_item(
     planned: PlannedItem, entry: dict[str, Any], outcome: ItemResult, options: BatchOptions
 ) -> dict[str, Any]:
-    """Write an item's files and return its ``run.jsonl`` line (``entry``, the line's keys,
-    completed with the outcome). A reviewer redoing one item writes it the same way."""
+    """Write an item's files (atomically; nothing for a failed or skipped item) and return its
+    ``run.jsonl`` line: ``entry``, the line so far, completed with the outcome. A reviewer
+    redoing one item from the web app writes it the same way."""
     entry = {**entry, "status": outcome.status}
     if outcome.classification is not None:
         entry.update(
