@@ -6,12 +6,18 @@ Written once here; the stages, the CLI help and the error messages read them fro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Optional
 
 __all__ = [
     "DEFAULT_LLM_MODEL",
     "DEFAULT_IMAGE_EDIT_MODEL",
     "DEFAULT_SEGMENT_MODEL",
+    "SEGMENT_MODEL_GPU",
+    "SEGMENT_MODEL_CPU",
+    "SegmentModel",
+    "SEGMENT_MODELS",
+    "default_segment_model",
     "DEFAULT_INPAINT_MODEL",
     "Retirement",
     "RETIRED",
@@ -30,8 +36,66 @@ DEFAULT_IMAGE_EDIT_MODEL = "gpt-image-1.5"
 
 # -- segmentation ------------------------------------------------------------------------------
 
-#: rembg model that cuts out the main subject (``--segment-model``)
-DEFAULT_SEGMENT_MODEL = "u2net"
+
+@dataclass(frozen=True)
+class SegmentModel:
+    """One of rembg's local subject models, as regionedit knows it."""
+
+    name: str
+    #: licence of the weights
+    licence: str
+    #: whether that licence allows commercial use
+    commercial_use: bool
+    #: approximate size of the file rembg downloads on first use, in MB
+    download_mb: float
+    #: side of the square input rembg feeds the model
+    input_side: int
+    #: the rembg session that loads a local file of this architecture (``model_path``), if any
+    custom_session: Optional[str] = None
+
+
+#: rembg's single-subject models. Sizes are those of the fp32 ONNX files (measured on exports
+#: of the same architectures, bench/results/segmentation-models.json, rounded).
+SEGMENT_MODELS: dict[str, SegmentModel] = {
+    m.name: m
+    for m in (
+        SegmentModel("birefnet-general", "MIT", True, 964, 1024, "birefnet_custom"),
+        SegmentModel("birefnet-general-lite", "MIT", True, 216, 1024, "birefnet_custom"),
+        SegmentModel("birefnet-portrait", "MIT", True, 964, 1024, "birefnet_custom"),
+        SegmentModel("birefnet-dis", "MIT", True, 964, 1024, "birefnet_custom"),
+        SegmentModel("birefnet-hrsod", "MIT", True, 964, 1024, "birefnet_custom"),
+        SegmentModel("birefnet-cod", "MIT", True, 964, 1024, "birefnet_custom"),
+        SegmentModel("birefnet-massive", "MIT", True, 964, 1024, "birefnet_custom"),
+        SegmentModel("isnet-general-use", "Apache-2.0", True, 176, 1024, "dis_custom"),
+        SegmentModel("u2net", "Apache-2.0", True, 176, 320, "u2net_custom"),
+        SegmentModel("u2netp", "Apache-2.0", True, 4.6, 320, "u2net_custom"),
+        SegmentModel("u2net_human_seg", "Apache-2.0", True, 176, 320, "u2net_custom"),
+        # BRIA's RMBG 2.0: usable when named, never chosen by regionedit
+        SegmentModel("bria-rmbg", "CC BY-NC 4.0", False, 964, 1024),
+    )
+}
+
+#: the segmentation model where onnxruntime can use a CUDA GPU: the best of rembg's models
+#: whose licence allows commercial use (BiRefNet, Swin-L backbone)
+SEGMENT_MODEL_GPU = "birefnet-general"
+#: the segmentation model on CPU: BiRefNet with the Swin-T backbone, ~4x faster than Swin-L
+#: there (bench/results/segmentation-models.json)
+SEGMENT_MODEL_CPU = "birefnet-general-lite"
+#: ``--segment-model`` default: SEGMENT_MODEL_GPU or SEGMENT_MODEL_CPU, by the onnxruntime
+#: execution providers available (:func:`default_segment_model`)
+DEFAULT_SEGMENT_MODEL = "auto"
+
+
+def default_segment_model(providers: Iterable[str]) -> str:
+    """The segmentation model regionedit picks for these onnxruntime execution providers."""
+    return SEGMENT_MODEL_GPU if "CUDAExecutionProvider" in providers else SEGMENT_MODEL_CPU
+
+
+# A model picked without the user naming it must be one they may use commercially.
+for _name in (SEGMENT_MODEL_GPU, SEGMENT_MODEL_CPU):
+    if not SEGMENT_MODELS[_name].commercial_use:  # pragma: no cover  (a wrong edit above)
+        raise ImportError(f"{_name} may not be used commercially; it cannot be a default")
+
 
 # -- diffusers inpainting ----------------------------------------------------------------------
 
