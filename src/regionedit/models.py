@@ -31,8 +31,10 @@ DEFAULT_LLM_MODEL = "gpt-4o-mini"
 
 # -- the OpenAI image edit inpainter -----------------------------------------------------------
 
-#: image edit model of ``--inpainter openai`` (``--model``)
-DEFAULT_IMAGE_EDIT_MODEL = "gpt-image-1.5"
+#: image edit model of ``--inpainter openai`` (``--model``). The openai SDK's notes name
+#: gpt-image-2.5-sunburst first as the successor of the retired GPT image models, and document
+#: it for everything an edit uses: masked edits and arbitrary resolutions.
+DEFAULT_IMAGE_EDIT_MODEL = "gpt-image-2.5-sunburst"
 
 # -- segmentation ------------------------------------------------------------------------------
 
@@ -121,7 +123,13 @@ class Retirement:
 RETIRED: dict[str, Retirement] = {
     r.model: r
     for r in (
-        Retirement("gpt-image-1", "2026-10-23", "gpt-image-2"),
+        # image edit models (the openai SDK's notes; OpenAI's deprecations of 2026-06-02)
+        Retirement("gpt-image-1", "2026-10-23", "gpt-image-2.5-sunburst"),
+        Retirement("gpt-image-1.5", "2026-12-01", "gpt-image-2"),
+        Retirement("gpt-image-1-mini", "2026-12-01", "gpt-image-2"),
+        Retirement("chatgpt-image-latest", "2026-12-01", "gpt-image-2"),
+        Retirement("dall-e-2", "2026-05-12"),
+        Retirement("dall-e-3", "2026-05-12"),
     )
 }
 
