@@ -115,11 +115,14 @@ def test_default_model_loads_offline_from_u2net_home(
 ) -> None:
     import onnxruntime
 
-    segmenter = RembgSegmenter()  # BiRefNet: rembg finds the tiny stand-in, no download
+    segmenter = RembgSegmenter()  # rembg finds the tiny stand-in of the default, no download
     alpha = segmenter.subject_alpha(load_image(small_photo_path).rgb)
-    assert alpha.shape == (64, 96) and alpha.min() == 0.0 and alpha.max() == 1.0
+    # a matte from 0 to 1 (rembg resizes it to the image after normalising: near the ends)
+    assert alpha.shape == (64, 96) and alpha.min() < 0.02 and alpha.max() > 0.98
+    from rembg.sessions import sessions
+
     expected = default_segment_model(onnxruntime.get_available_providers())
-    assert type(segmenter.session()).__name__.startswith("BiRefNetSessionGeneral")
+    assert type(segmenter.session()) is sessions[expected]
     info = segmenter.describe()
     assert info["model"] == expected and info["chosen"].startswith("auto: ")
     assert segmenter.model_file() == str(rembg_home / f"{expected}.onnx")

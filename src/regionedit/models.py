@@ -78,11 +78,14 @@ SEGMENT_MODELS: dict[str, SegmentModel] = {
 }
 
 #: the segmentation model where onnxruntime can use a CUDA GPU: the best of rembg's models
-#: whose licence allows commercial use (BiRefNet, Swin-L backbone)
+#: whose licence allows commercial use (BiRefNet, Swin-L backbone; far ahead of IS-Net and
+#: U^2-Net on the DIS5K benchmark)
 SEGMENT_MODEL_GPU = "birefnet-general"
-#: the segmentation model on CPU: BiRefNet with the Swin-T backbone, ~4x faster than Swin-L
-#: there (bench/results/segmentation-models.json)
-SEGMENT_MODEL_CPU = "birefnet-general-lite"
+#: the segmentation model on CPU: IS-Net. Through onnxruntime on CPU, BiRefNet costs ~8x its
+#: CPU time and ~7x its memory even with the Swin-T backbone (21 CPU-seconds and 12.5 GB for a
+#: photo, against 2.5 s and 1.8 GB); IS-Net is still well ahead of U^2-Net on DIS5K
+#: (bench/results/segmentation-models.json, docs/models-segmentation.md)
+SEGMENT_MODEL_CPU = "isnet-general-use"
 #: ``--segment-model`` default: SEGMENT_MODEL_GPU or SEGMENT_MODEL_CPU, by the onnxruntime
 #: execution providers available (:func:`default_segment_model`)
 DEFAULT_SEGMENT_MODEL = "auto"

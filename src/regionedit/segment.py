@@ -1,7 +1,7 @@
 """Stage 2: find the subject. A :class:`Segmenter` returns a soft alpha matte of the subject.
 
-:class:`RembgSegmenter` runs one of rembg's local ONNX models: by default BiRefNet (MIT), the
-Swin-L model where onnxruntime has CUDA and the Swin-T one on CPU (``regionedit.models``).
+:class:`RembgSegmenter` runs one of rembg's local ONNX models: by default BiRefNet (MIT) where
+onnxruntime has CUDA and IS-Net (Apache-2.0) on CPU (``regionedit.models``).
 When the input image already carries a meaningful alpha channel the editor uses that instead
 (:func:`subject_alpha_from_input`) and never loads a model.
 """
@@ -111,7 +111,7 @@ class RembgSegmenter:
     ``model`` is a rembg model name ("birefnet-general", "birefnet-general-lite", "u2net",
     "isnet-general-use", ...) or "auto" (the default): "birefnet-general" where onnxruntime
     offers CUDA (``CUDAExecutionProvider`` among ``providers``, or among those installed), else
-    "birefnet-general-lite" (:func:`regionedit.models.default_segment_model`; rembg's own
+    "isnet-general-use" (:func:`regionedit.models.default_segment_model`; rembg's own
     default, BRIA's non-commercial RMBG, is never picked). rembg downloads the model on first
     use into its model folder (``$U2NET_HOME``, else ``~/.rembg``); :meth:`pending_download`
     says beforehand what that will be.

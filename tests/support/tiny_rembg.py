@@ -6,17 +6,19 @@ with soft edges, like a real subject matte, rather than per-pixel texture or a c
 
 * U^2-Net's interface (1x1 convolution -> 31x31 average pool -> sigmoid, a few hundred bytes):
   input float32 [1,3,320,320]; rembg min-max normalises output channel 0 and resizes it back.
-* BiRefNet's interface (the default models "birefnet-general" and "birefnet-general-lite"):
-  input float32 [1,3,1024,1024], output logits (rembg applies the sigmoid, then min-max).
-  The tiny graph averages 8x8 blocks first and answers at 128x128 (rembg resizes any output
-  size back to the image), so a call stays fast.
+* BiRefNet's and IS-Net's interface (the default models "birefnet-general" with CUDA and
+  "isnet-general-use" on CPU): input float32 [1,3,1024,1024]; rembg min-max normalises output
+  channel 0 (after a sigmoid for BiRefNet, whose output is logits). The tiny graph averages
+  8x8 blocks first and answers at 128x128 (rembg resizes any output size back to the image),
+  so a call stays fast.
 
 Fixtures:
 * ``tiny_rembg_home`` (session): a folder usable as ``U2NET_HOME`` holding the U^2-Net model
-  as ``tiny_u2net.onnx`` (for ``model_path=``) and as ``u2net.onnx``, and the BiRefNet model as
-  ``tiny_birefnet.onnx``, ``birefnet-general.onnx`` and ``birefnet-general-lite.onnx``: the
-  files rembg's stock sessions look for, so ``RembgSegmenter()`` (either default) and
-  ``RembgSegmenter("u2net")`` load without downloading.
+  as ``tiny_u2net.onnx`` (for ``model_path=``) and as ``u2net.onnx``, and the 1024 px model as
+  ``tiny_birefnet.onnx``, ``birefnet-general.onnx``, ``birefnet-general-lite.onnx`` and
+  ``isnet-general-use.onnx``: the files rembg's stock sessions look for, so
+  ``RembgSegmenter()`` (either default) and ``RembgSegmenter("u2net")`` load without
+  downloading.
 * ``tiny_rembg_model`` (session): the path (str) of ``tiny_u2net.onnx`` in that folder; rembg
   loads it only while ``U2NET_HOME`` names the folder (use ``rembg_home``, or pass
   ``U2NET_HOME=os.path.dirname(tiny_rembg_model)`` to a subprocess).
@@ -119,7 +121,7 @@ def tiny_rembg_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = build_tiny_u2net(home / "tiny_u2net.onnx")
     shutil.copyfile(model, home / "u2net.onnx")
     birefnet = build_tiny_birefnet(home / "tiny_birefnet.onnx")
-    for name in ("birefnet-general", "birefnet-general-lite"):
+    for name in ("birefnet-general", "birefnet-general-lite", "isnet-general-use"):
         shutil.copyfile(birefnet, home / f"{name}.onnx")
     return home
 
