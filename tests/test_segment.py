@@ -12,6 +12,12 @@ from PIL import Image
 
 from regionedit.errors import ModelLoadError
 from regionedit.imageio import load_image
+from regionedit.models import (
+    SEGMENT_MODEL_CPU,
+    SEGMENT_MODEL_GPU,
+    SEGMENT_MODELS,
+    default_segment_model,
+)
 from regionedit.segment import RembgSegmenter, Segmenter, subject_alpha_from_input
 
 
@@ -66,7 +72,7 @@ def test_model_path_loads_through_u2net_custom(
 def test_stock_model_name_loads_a_file_already_in_u2net_home(
     rembg_home: Path, small_photo_path: Path
 ) -> None:
-    segmenter = RembgSegmenter()  # "u2net": rembg finds $U2NET_HOME/u2net.onnx, no download
+    segmenter = RembgSegmenter("u2net")  # rembg finds $U2NET_HOME/u2net.onnx, no download
     alpha = segmenter.subject_alpha(load_image(small_photo_path).rgb)
     assert alpha.shape == (64, 96) and alpha.max() == 1.0
     assert segmenter.describe() == {
@@ -76,6 +82,117 @@ def test_stock_model_name_loads_a_file_already_in_u2net_home(
         "rembg_version": segmenter.describe()["rembg_version"],
     }
     assert segmenter.describe()["rembg_version"]
+
+
+# -- the default model -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("providers", "expected"),
+    [
+        (["CPUExecutionProvider"], SEGMENT_MODEL_CPU),
+        (["CUDAExecutionProvider", "CPUExecutionProvider"], SEGMENT_MODEL_GPU),
+        (["OpenVINOExecutionProvider", "CPUExecutionProvider"], SEGMENT_MODEL_CPU),
+    ],
+)
+def test_default_model_follows_the_execution_providers(providers: list, expected: str) -> None:
+    segmenter = RembgSegmenter(providers=providers)
+    assert segmenter.model_name == expected
+    assert segmenter.session_name == expected
+
+
+def test_a_default_is_never_a_model_without_commercial_use() -> None:
+    providers = ["CUDAExecutionProvider", "ROCMExecutionProvider", "OpenVINOExecutionProvider",
+                 "CoreMLExecutionProvider", "DmlExecutionProvider", "CPUExecutionProvider"]
+    chosen = {default_segment_model(providers[i:j]) for i in range(6) for j in range(i, 7)}
+    assert chosen == {SEGMENT_MODEL_GPU, SEGMENT_MODEL_CPU}
+    assert all(SEGMENT_MODELS[name].commercial_use for name in chosen)
+    assert "bria-rmbg" not in chosen and not SEGMENT_MODELS["bria-rmbg"].commercial_use
+
+
+def test_default_model_loads_offline_from_u2net_home(
+    rembg_home: Path, small_photo_path: Path
+) -> None:
+    import onnxruntime
+
+    segmenter = RembgSegmenter()  # rembg finds the tiny stand-in of the default, no download
+    alpha = segmenter.subject_alpha(load_image(small_photo_path).rgb)
+    # a matte from 0 to 1 (rembg resizes it to the image after normalising: near the ends)
+    assert alpha.shape == (64, 96) and alpha.min() < 0.02 and alpha.max() > 0.98
+    from rembg.sessions import sessions
+
+    expected = default_segment_model(onnxruntime.get_available_providers())
+    assert type(segmenter.session()) is sessions[expected]
+    info = segmenter.describe()
+    assert info["model"] == expected and info["chosen"].startswith("auto: ")
+    assert segmenter.model_file() == str(rembg_home / f"{expected}.onnx")
+    assert segmenter.pending_download() is None
+
+
+def test_named_model_without_commercial_use_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_birefnet_model: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path))
+    (tmp_path / "bria-rmbg.onnx").write_bytes(Path(tiny_birefnet_model).read_bytes())
+    with caplog.at_level("WARNING", logger="regionedit"):
+        RembgSegmenter("bria-rmbg", providers=["CPUExecutionProvider"]).load()
+    assert "may not be used commercially" in caplog.text
+
+
+# -- local files of other architectures --------------------------------------------------------
+
+
+def test_birefnet_file_through_model_path(
+    rembg_home: Path, tiny_birefnet_model: str, small_photo_path: Path
+) -> None:
+    segmenter = RembgSegmenter("birefnet-general-lite", model_path=tiny_birefnet_model)
+    alpha = segmenter.subject_alpha(load_image(small_photo_path).rgb)
+    assert alpha.shape == (64, 96) and alpha.max() == 1.0
+    assert type(segmenter.session()).__name__ == "BiRefNetCustomSession"
+    assert segmenter.describe()["model"] == "birefnet_custom"
+
+
+def test_file_of_another_input_size_names_the_fix(
+    rembg_home: Path, tiny_birefnet_model: str
+) -> None:
+    # no model named: the file is taken for U^2-Net (320x320), but it takes 1024x1024
+    with pytest.raises(ModelLoadError) as info:
+        RembgSegmenter(model_path=tiny_birefnet_model).session()
+    message = str(info.value)
+    assert "1024x1024" in message and "--segment-model" in message and "\n" not in message
+
+
+def test_local_file_of_a_model_without_custom_session_is_refused(
+    rembg_home: Path, tiny_birefnet_model: str
+) -> None:
+    with pytest.raises(ModelLoadError, match="cannot load a local file as 'isnet-anime'"):
+        RembgSegmenter("isnet-anime", model_path=tiny_birefnet_model).session()
+
+
+# -- what the first use downloads --------------------------------------------------------------
+
+
+def test_pending_download_says_what_where_and_how_big(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("U2NET_HOME", str(tmp_path))
+    segmenter = RembgSegmenter(providers=["CPUExecutionProvider"])
+    download = segmenter.pending_download()
+    assert segmenter.model_file() is None
+    assert download is not None and download.model == SEGMENT_MODEL_CPU
+    assert download.size_mb == SEGMENT_MODELS[SEGMENT_MODEL_CPU].download_mb
+    assert download.url.startswith("https://") and download.url.endswith(".onnx")
+    assert Path(download.path).name == f"{SEGMENT_MODEL_CPU}.onnx"
+    assert Path(download.path).is_relative_to(tmp_path)
+    assert f"~{download.size_mb:g} MB" in download.describe()
+    assert list(tmp_path.iterdir()) == []  # asking downloaded nothing
+
+
+def test_no_pending_download_for_a_local_file(rembg_home: Path, tiny_rembg_model: str) -> None:
+    segmenter = RembgSegmenter(model_path=tiny_rembg_model)
+    assert segmenter.pending_download() is None
+    assert segmenter.model_file() == tiny_rembg_model
 
 
 def test_rgba_and_exif_tagged_images_segment_like_their_rgb(
@@ -158,10 +275,14 @@ def test_model_that_needs_downloading_fails_fast_offline(
     for var in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(var, raising=False)
     started = time.monotonic()
+    segmenter = RembgSegmenter("u2netp")
     with pytest.raises(ModelLoadError, match="Could not download the rembg model 'u2netp'") as info:
-        RembgSegmenter("u2netp").session()
+        segmenter.session()
     message = str(info.value)
-    assert "u2netp.onnx" in message and "model_path" in message
+    download = segmenter.pending_download()
+    assert "cannot reach github.com" in message and "To work offline" in message
+    assert "~4.6 MB" in message and download.url in message and download.path in message
+    assert "--segment-model-path" in message and "\n" not in message
     assert time.monotonic() - started < 30  # a sanity bound against hanging, not a benchmark
 
 

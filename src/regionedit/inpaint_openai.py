@@ -1,9 +1,11 @@
 """Inpainting through an OpenAI-compatible image edit endpoint (``POST /v1/images/edits``).
 
 No local model: the image, a mask and the prompt go to the endpoint, which returns the edited
-image. The endpoint only generates at a few fixed sizes, so the image is scaled and padded to
-the closest one and the result cropped and scaled back. Like every inpainter it returns the
-generated image uncomposited; the editor pastes the original pixels back outside the mask.
+image. Each family of image models takes its own request shape (:data:`REQUEST_SHAPES`): the
+gpt-image-2 line generates at any resolution of the image's aspect ratio, older models at a few
+fixed sizes; the image is scaled (and padded where the aspect ratio differs) to the size sent
+and the result cropped and scaled back. Like every inpainter it returns the generated image
+uncomposited; the editor pastes the original pixels back outside the mask.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import io
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,36 +31,97 @@ from ._openai_api import (
 )
 from .errors import InpaintError, ModelLoadError
 from .inpaint import InpaintRequest
-from .models import DEFAULT_IMAGE_EDIT_MODEL
+from .models import DEFAULT_IMAGE_EDIT_MODEL, retirement
 
 if TYPE_CHECKING:  # pragma: no cover
     import openai
 
-__all__ = ["DEFAULT_IMAGE_MODEL", "OpenAIImageInpainter", "endpoint_size"]
+__all__ = ["DEFAULT_IMAGE_MODEL", "OpenAIImageInpainter", "RequestShape", "REQUEST_SHAPES",
+           "request_shape", "endpoint_size"]
 
 logger = logging.getLogger("regionedit")
 
 DEFAULT_IMAGE_MODEL = DEFAULT_IMAGE_EDIT_MODEL
 
-#: the sizes (width, height) each model family generates at
-_GPT_IMAGE_SIZES = ((1024, 1024), (1536, 1024), (1024, 1536))
-_DALL_E_2_SIZES = ((256, 256), (512, 512), (1024, 1024))
+_USE_DIFFUSERS = (
+    "use the local inpainter instead: Editor(inpainter='diffusers') (CLI: --inpainter diffusers)"
+)
+_CHOOSE_MODEL = "Editor(inpaint_model=...) or OpenAIImageInpainter(model=...) (CLI: --model)"
 
-_USE_DIFFUSERS = "or use the local inpainter (inpainter='diffusers', CLI: --inpainter diffusers)"
+
+@dataclass(frozen=True)
+class RequestShape:
+    """What one family of image models takes in an edit request, beyond image, mask, prompt."""
+
+    #: the sizes (width, height) the family generates at; empty: any resolution (see below)
+    sizes: tuple[tuple[int, int], ...] = ()
+    #: dall-e-2: the smallest square that does not downscale the image, rather than the
+    #: closest aspect ratio
+    smallest_square: bool = False
+    #: fields sent as they are
+    fields: tuple[tuple[str, str], ...] = ()
+
+
+#: the standard sizes every GPT image model generates at
+_STANDARD = RequestShape(sizes=((1024, 1024), (1536, 1024), (1024, 1536)))
+#: any WIDTHxHEIGHT: sides multiples of 16, aspect ratio within 1:3 and 3:1 (the SDK's notes)
+_ANY_RESOLUTION = RequestShape()
+
+#: model name prefix -> request shape; the first matching prefix wins, other names (models of
+#: other OpenAI-compatible servers) get the standard sizes. From the openai SDK's parameter
+#: notes: input_fidelity is accepted only by gpt-image-1.5 and -1-mini (never sent: the editor
+#: keeps every pixel outside the mask itself), response_format only by the retired DALL-E
+#: models (GPT image models always answer base64), arbitrary resolutions only by the models
+#: listed for them (gpt-image-2 and gpt-image-2.5, with their snapshots).
+REQUEST_SHAPES: tuple[tuple[str, RequestShape], ...] = (
+    # named in the model list, not yet among the models that take arbitrary resolutions
+    ("gpt-image-2.6-", _STANDARD),
+    ("gpt-image-2", _ANY_RESOLUTION),
+    ("gpt-image-1", _STANDARD),
+    ("chatgpt-image-", _STANDARD),
+    (
+        "dall-e-2",
+        RequestShape(
+            sizes=((256, 256), (512, 512), (1024, 1024)),
+            smallest_square=True,
+            fields=(("response_format", "b64_json"),),
+        ),
+    ),
+)
+
+#: pixels generated with an arbitrary resolution: those of the largest standard size
+_RESOLUTION_PIXELS = 1536 * 1024
+_MULTIPLE = 16
+_MAX_ASPECT = 3.0
+
+
+def request_shape(model: str) -> RequestShape:
+    """The request shape of ``model``'s family (:data:`REQUEST_SHAPES`)."""
+    return next((shape for prefix, shape in REQUEST_SHAPES if model.startswith(prefix)), _STANDARD)
 
 
 def endpoint_size(width: int, height: int, model: str) -> tuple[int, int]:
-    """The generation size for ``model`` whose aspect ratio is closest to ``width x height``.
+    """The generation size ``model`` is asked for, for an image of ``width x height``.
 
-    dall-e-2 generates squares (the smallest that does not downscale the image, else 1024);
-    GPT image models generate 1024x1024, 1536x1024 or 1024x1536.
+    Models that take any resolution get the image's aspect ratio (kept within 1:3 and 3:1) at
+    about 1.5 megapixels, each side a multiple of 16; the others their fixed size closest in
+    aspect ratio (dall-e-2: the smallest square that does not downscale the image, else 1024).
     """
-    if model.startswith("dall-e-2"):
-        return next(
-            (size for size in _DALL_E_2_SIZES if size[0] >= max(width, height)), (1024, 1024)
-        )
-    aspect = math.log(width / height)
-    return min(_GPT_IMAGE_SIZES, key=lambda size: abs(math.log(size[0] / size[1]) - aspect))
+    shape = request_shape(model)
+    if shape.smallest_square:
+        return next((size for size in shape.sizes if size[0] >= max(width, height)),
+                    shape.sizes[-1])
+    if shape.sizes:
+        aspect = math.log(width / height)
+        return min(shape.sizes, key=lambda size: abs(math.log(size[0] / size[1]) - aspect))
+    aspect = min(max(width / height, 1 / _MAX_ASPECT), _MAX_ASPECT)
+    gen_height = math.sqrt(_RESOLUTION_PIXELS / aspect)
+    sides = (gen_height * aspect, gen_height)
+    gen_width, gen_height = (max(_MULTIPLE, round(side / _MULTIPLE) * _MULTIPLE) for side in sides)
+    # rounding must not carry a 3:1 image past 3:1 (the limit is the server's)
+    gen_width = min(gen_width, int(gen_height * _MAX_ASPECT))
+    gen_height = min(gen_height, int(gen_width * _MAX_ASPECT))
+    return gen_width, gen_height
 
 
 def _parse_size(size: str) -> tuple[int, int]:
@@ -74,14 +138,26 @@ def _png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def _model_refused(exc: BaseException) -> bool:
+    """Whether the server refused the request for its model (unknown, retired, no such)."""
+    status = getattr(exc, "status_code", None)
+    if status == 404:
+        return True
+    body = getattr(exc, "body", None)
+    error = body.get("error", body) if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return status == 400 and code in ("model_not_found", "invalid_model", "model_deprecated")
+
+
 class OpenAIImageInpainter:
     """Inpaint with an OpenAI-compatible image edit endpoint (``client.images.edit``).
 
-    ``api_key`` and ``base_url`` default to ``$OPENAI_API_KEY`` and ``$OPENAI_BASE_URL``.
-    ``size`` ("WIDTHxHEIGHT") forces the generation size; by default the endpoint size closest
-    to the image's aspect ratio is used (:func:`endpoint_size`). Transient failures are retried
-    with the same policy as the LLM classifier (``max_attempts`` requests in all); ``timeout``
-    bounds each request as a whole, in seconds.
+    ``model`` defaults to :data:`regionedit.models.DEFAULT_IMAGE_EDIT_MODEL`; the request sends
+    only what its family takes (:data:`REQUEST_SHAPES`). ``api_key`` and ``base_url`` default
+    to ``$OPENAI_API_KEY`` and ``$OPENAI_BASE_URL``. ``size`` ("WIDTHxHEIGHT") forces the
+    generation size; by default it follows the image (:func:`endpoint_size`). Transient failures
+    are retried with the same policy as the LLM classifier (``max_attempts`` requests in all);
+    ``timeout`` bounds each request as a whole, in seconds.
 
     The endpoint has no seed, step count, guidance or strength: ``seed`` is accepted (the editor
     records it) but the result is not reproducible, and the other knobs are ignored.
@@ -89,7 +165,8 @@ class OpenAIImageInpainter:
     the endpoint decides the resolution.
 
     Raises ModelLoadError when no endpoint is configured or the endpoint refuses the key or the
-    model, InpaintError when an edit fails.
+    model (naming its retirement date where :data:`regionedit.models.RETIRED` knows it),
+    InpaintError when an edit fails.
     """
 
     name = "openai"
@@ -119,7 +196,7 @@ class OpenAIImageInpainter:
             if not self._endpoint.configured:
                 raise ModelLoadError(
                     "The OpenAI image inpainter needs an endpoint: set OPENAI_API_KEY (or "
-                    f"OPENAI_BASE_URL for an OpenAI-compatible server), {_USE_DIFFUSERS}."
+                    f"OPENAI_BASE_URL for an OpenAI-compatible server), or {_USE_DIFFUSERS}."
                 )
         self._client = LazyClient(self._endpoint, timeout, client)
 
@@ -206,9 +283,8 @@ class OpenAIImageInpainter:
             prompt=prompt,
             size=f"{gen_width}x{gen_height}",
             n=1,
+            **dict(request_shape(self.model).fields),
         )
-        if self.model.startswith("dall-e"):
-            request["response_format"] = "b64_json"  # GPT image models always answer base64
 
         try:
             response = call_with_retries(
@@ -228,17 +304,35 @@ class OpenAIImageInpainter:
         return generated.crop(fitted).resize((width, height), Image.Resampling.LANCZOS)
 
     def _error(self, failure: CallFailed) -> InpaintError | ModelLoadError:
+        if _model_refused(failure.cause):
+            return ModelLoadError(self._endpoint.redact(self._refused_model(failure.cause)))
         message = explain_failure(
             failure.cause,
             failure.attempts,
             self._endpoint,
             model=self.model,
             what=f"The image edit ({self.model})",
-            model_setting="--model or Editor(inpaint_model=...)",
+            model_setting=_CHOOSE_MODEL,
         )
         status = getattr(failure.cause, "status_code", None)
-        cls = ModelLoadError if status in (401, 403, 404) else InpaintError
+        cls = ModelLoadError if status in (401, 403) else InpaintError
         return cls(f"{message} Or {_USE_DIFFUSERS}.")
+
+    def _refused_model(self, exc: BaseException) -> str:
+        """One line: the model, its retirement where known, where to choose another."""
+        detail = " ".join(str(getattr(exc, "message", exc)).split())[:200]
+        retired = retirement(self.model)
+        if retired is not None:
+            successor = f"; its successor is {retired.replacement}" if retired.replacement else ""
+            why = f"it was shut down on {retired.date}{successor}"
+        else:
+            why = "the server does not know it (misspelt, retired, or not served there)"
+        return (
+            f"The image edit model {self.model!r} was refused by {self._endpoint.display_url} "
+            f"({detail}): {why}. Choose another with {_CHOOSE_MODEL}, e.g. the default "
+            f"{DEFAULT_IMAGE_MODEL!r}; if the model is right, check the base URL "
+            f"(OpenAI-compatible servers usually end in /v1). Or {_USE_DIFFUSERS}."
+        )
 
     def _decode(self, response: Any) -> Image.Image:
         """The first image of an ImagesResponse, as RGB; InpaintError if there is none."""
@@ -255,14 +349,14 @@ class OpenAIImageInpainter:
         except (OSError, ValueError) as exc:
             raise InpaintError(
                 f"The image edit endpoint returned data that is not an image ({exc}); retry, "
-                f"{_USE_DIFFUSERS}."
+                f"or {_USE_DIFFUSERS}."
             ) from exc
 
     def _not_an_image(self, got: str) -> InpaintError:
         return InpaintError(
             f"The image edit endpoint at {self._endpoint.display_url} returned {got}; "
             "regionedit needs the image in the answer. Use a GPT image model, "
-            f"{_USE_DIFFUSERS}."
+            f"or {_USE_DIFFUSERS}."
         )
 
     def describe(self) -> dict[str, Any]:

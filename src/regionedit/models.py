@@ -5,6 +5,7 @@ Written once here; the stages, the CLI help and the error messages read them fro
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Optional
 
@@ -12,6 +13,11 @@ __all__ = [
     "DEFAULT_LLM_MODEL",
     "DEFAULT_IMAGE_EDIT_MODEL",
     "DEFAULT_SEGMENT_MODEL",
+    "SEGMENT_MODEL_GPU",
+    "SEGMENT_MODEL_CPU",
+    "SegmentModel",
+    "SEGMENT_MODELS",
+    "default_segment_model",
     "DEFAULT_INPAINT_MODEL",
     "Retirement",
     "RETIRED",
@@ -27,13 +33,76 @@ DEFAULT_LLM_MODEL = "gpt-6-luna"
 
 # -- the OpenAI image edit inpainter -----------------------------------------------------------
 
-#: image edit model of ``--inpainter openai`` (``--model``)
-DEFAULT_IMAGE_EDIT_MODEL = "gpt-image-1.5"
+#: image edit model of ``--inpainter openai`` (``--model``). The openai SDK's notes name
+#: gpt-image-2.5-sunburst first as the successor of the retired GPT image models, and document
+#: it for everything an edit uses: masked edits and arbitrary resolutions.
+DEFAULT_IMAGE_EDIT_MODEL = "gpt-image-2.5-sunburst"
 
 # -- segmentation ------------------------------------------------------------------------------
 
-#: rembg model that cuts out the main subject (``--segment-model``)
-DEFAULT_SEGMENT_MODEL = "u2net"
+
+@dataclass(frozen=True)
+class SegmentModel:
+    """One of rembg's local subject models, as regionedit knows it."""
+
+    name: str
+    #: licence of the weights
+    licence: str
+    #: whether that licence allows commercial use
+    commercial_use: bool
+    #: approximate size of the file rembg downloads on first use, in MB
+    download_mb: float
+    #: side of the square input rembg feeds the model
+    input_side: int
+    #: the rembg session that loads a local file of this architecture (``model_path``), if any
+    custom_session: Optional[str] = None
+
+
+#: rembg's single-subject models. Sizes are those of the fp32 ONNX files (measured on exports
+#: of the same architectures, bench/results/segmentation-models.json, rounded).
+SEGMENT_MODELS: dict[str, SegmentModel] = {
+    m.name: m
+    for m in (
+        SegmentModel("birefnet-general", "MIT", True, 964, 1024, "birefnet_custom"),
+        SegmentModel("birefnet-general-lite", "MIT", True, 216, 1024, "birefnet_custom"),
+        SegmentModel("birefnet-portrait", "MIT", True, 964, 1024, "birefnet_custom"),
+        SegmentModel("birefnet-dis", "MIT", True, 964, 1024, "birefnet_custom"),
+        SegmentModel("birefnet-hrsod", "MIT", True, 964, 1024, "birefnet_custom"),
+        SegmentModel("birefnet-cod", "MIT", True, 964, 1024, "birefnet_custom"),
+        SegmentModel("birefnet-massive", "MIT", True, 964, 1024, "birefnet_custom"),
+        SegmentModel("isnet-general-use", "Apache-2.0", True, 176, 1024, "dis_custom"),
+        SegmentModel("u2net", "Apache-2.0", True, 176, 320, "u2net_custom"),
+        SegmentModel("u2netp", "Apache-2.0", True, 4.6, 320, "u2net_custom"),
+        SegmentModel("u2net_human_seg", "Apache-2.0", True, 176, 320, "u2net_custom"),
+        # BRIA's RMBG 2.0: usable when named, never chosen by regionedit
+        SegmentModel("bria-rmbg", "CC BY-NC 4.0", False, 964, 1024),
+    )
+}
+
+#: the segmentation model where onnxruntime can use a CUDA GPU: the best of rembg's models
+#: whose licence allows commercial use (BiRefNet, Swin-L backbone; far ahead of IS-Net and
+#: U^2-Net on the DIS5K benchmark)
+SEGMENT_MODEL_GPU = "birefnet-general"
+#: the segmentation model on CPU: IS-Net. Through onnxruntime on CPU, BiRefNet costs ~8x its
+#: CPU time and ~7x its memory even with the Swin-T backbone (21 CPU-seconds and 12.5 GB for a
+#: photo, against 2.5 s and 1.8 GB); IS-Net is still well ahead of U^2-Net on DIS5K
+#: (bench/results/segmentation-models.json, docs/models-segmentation.md)
+SEGMENT_MODEL_CPU = "isnet-general-use"
+#: ``--segment-model`` default: SEGMENT_MODEL_GPU or SEGMENT_MODEL_CPU, by the onnxruntime
+#: execution providers available (:func:`default_segment_model`)
+DEFAULT_SEGMENT_MODEL = "auto"
+
+
+def default_segment_model(providers: Iterable[str]) -> str:
+    """The segmentation model regionedit picks for these onnxruntime execution providers."""
+    return SEGMENT_MODEL_GPU if "CUDAExecutionProvider" in providers else SEGMENT_MODEL_CPU
+
+
+# A model picked without the user naming it must be one they may use commercially.
+for _name in (SEGMENT_MODEL_GPU, SEGMENT_MODEL_CPU):
+    if not SEGMENT_MODELS[_name].commercial_use:  # pragma: no cover  (a wrong edit above)
+        raise ImportError(f"{_name} may not be used commercially; it cannot be a default")
+
 
 # -- diffusers inpainting ----------------------------------------------------------------------
 
@@ -61,7 +130,13 @@ class Retirement:
 RETIRED: dict[str, Retirement] = {
     r.model: r
     for r in (
-        Retirement("gpt-image-1", "2026-10-23", "gpt-image-2"),
+        # image edit models (the openai SDK's notes; OpenAI's deprecations of 2026-06-02)
+        Retirement("gpt-image-1", "2026-10-23", "gpt-image-2.5-sunburst"),
+        Retirement("gpt-image-1.5", "2026-12-01", "gpt-image-2"),
+        Retirement("gpt-image-1-mini", "2026-12-01", "gpt-image-2"),
+        Retirement("chatgpt-image-latest", "2026-12-01", "gpt-image-2"),
+        Retirement("dall-e-2", "2026-05-12"),
+        Retirement("dall-e-3", "2026-05-12"),
         # chat models, as the openai SDK's model notes announce them
         Retirement("gpt-4o-mini", "2027-01-14", "gpt-6-luna"),
         Retirement("gpt-4o-mini-2024-07-18", "2027-01-14", "gpt-6-luna"),

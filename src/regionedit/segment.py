@@ -1,6 +1,7 @@
 """Stage 2: find the subject. A :class:`Segmenter` returns a soft alpha matte of the subject.
 
-:class:`RembgSegmenter` runs one of rembg's local ONNX models (U^2-Net by default, Apache-2.0).
+:class:`RembgSegmenter` runs one of rembg's local ONNX models: by default BiRefNet (MIT) where
+onnxruntime has CUDA and IS-Net (Apache-2.0) on CPU (``regionedit.models``).
 When the input image already carries a meaningful alpha channel the editor uses that instead
 (:func:`subject_alpha_from_input`) and never loads a model.
 """
@@ -9,11 +10,16 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 import os
+import socket
 import threading
+import urllib.parse
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Protocol, runtime_checkable
+from unittest import mock
 
 import numpy as np
 from PIL import Image
@@ -22,15 +28,32 @@ from .errors import ModelLoadError, SegmentationError
 from .imageio import LoadedImage
 from . import masks
 from .masks import has_meaningful_alpha
-from .models import DEFAULT_SEGMENT_MODEL
+from .models import DEFAULT_SEGMENT_MODEL, SEGMENT_MODELS, default_segment_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from .types import Extent, Region
 
-__all__ = ["Segmenter", "RembgSegmenter", "MaskResult", "subject_alpha_from_input"]
+__all__ = [
+    "Segmenter",
+    "RembgSegmenter",
+    "ModelDownload",
+    "MaskResult",
+    "subject_alpha_from_input",
+]
 
-# Where rembg's own models come from, for the "download it yourself" advice.
+logger = logging.getLogger("regionedit")
+
+# Where rembg's own models come from, for advice when the exact file is not known.
 _REMBG_RELEASES = "https://github.com/danielgatis/rembg/releases/tag/v0.0.0"
+#: input side of each rembg session that loads a local file (``model_path``)
+_CUSTOM_INPUT_SIDE = {"u2net_custom": 320, "dis_custom": 1024, "ben_custom": 1024,
+                      "birefnet_custom": 1024}
+#: the model whose interface a ``model_path`` file gets when no model is named
+_CUSTOM_WITHOUT_MODEL = "u2net_custom"
+_OFFLINE_FLAG = "Editor(segment_model_path=FILE) (CLI: --segment-model-path FILE)"
+# Held while rembg may download (pooch.retrieve) and while its URL is asked without
+# downloading (pooch.retrieve replaced for a moment): one must not see the other's retrieve.
+_DOWNLOAD_LOCK = threading.RLock()
 
 
 @runtime_checkable
@@ -52,17 +75,55 @@ class Segmenter(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ModelDownload:
+    """A model file a stage will download on first use: what, from where, how big, to where."""
+
+    model: str
+    #: where it comes from; None when the library did not say
+    url: Optional[str]
+    #: approximate size in MB; None when unknown
+    size_mb: Optional[float]
+    #: the file it will be saved as
+    path: str
+
+    @property
+    def size_text(self) -> str:
+        return f"~{self.size_mb:g} MB" if self.size_mb is not None else "size unknown"
+
+    def describe(self) -> str:
+        """``the rembg model 'NAME' (~N MB)``: for "will download" notices."""
+        return f"the rembg model {self.model!r} ({self.size_text})"
+
+    def offline_advice(self) -> str:
+        """How to get the file without network access here (one clause, no final stop)."""
+        source = self.url or f"{Path(self.path).name} from {_REMBG_RELEASES}"
+        return (
+            f"on a machine with internet access download {source} ({self.size_text}) and save "
+            f"it here as {self.path} (or in the folder named by U2NET_HOME, as "
+            f"{self.model}.onnx), or pass a local file with {_OFFLINE_FLAG}"
+        )
+
+
 class RembgSegmenter:
     """Subject segmentation with a local rembg model.
 
-    ``model`` is a rembg model name ("u2net", "u2netp", "isnet-general-use", "birefnet-general",
-    ...); rembg downloads it on first use into its model folder (``$U2NET_HOME``, else
-    ``~/.rembg``). ``model_path`` instead loads an ONNX file with the U^2-Net interface
-    through rembg's "u2net_custom" session (or the ``*_custom`` session named by ``model``).
-    rembg only accepts such files from inside its model folder, so a file elsewhere is refused
-    with instructions (move it there, or set ``U2NET_HOME`` to the folder holding it) rather
-    than rembg's safety check being worked around. ``providers`` are onnxruntime execution
-    providers; None lets rembg pick (GPU when available).
+    ``model`` is a rembg model name ("birefnet-general", "birefnet-general-lite", "u2net",
+    "isnet-general-use", ...) or "auto" (the default): "birefnet-general" where onnxruntime
+    offers CUDA (``CUDAExecutionProvider`` among ``providers``, or among those installed), else
+    "isnet-general-use" (:func:`regionedit.models.default_segment_model`; rembg's own
+    default, BRIA's non-commercial RMBG, is never picked). rembg downloads the model on first
+    use into its model folder (``$U2NET_HOME``, else ``~/.rembg``); :meth:`pending_download`
+    says beforehand what that will be.
+
+    ``model_path`` instead loads a local ONNX file through the rembg session for its
+    architecture: that of ``model`` when it names one ("birefnet-*" files through a BiRefNet
+    session, "isnet-general-use" through "dis_custom", the U^2-Net family through
+    "u2net_custom"), U^2-Net's when ``model`` is "auto", or a ``*_custom`` session named as
+    ``model``. rembg only accepts such files from inside its model folder, so a file elsewhere
+    is refused with instructions (move it there, or set ``U2NET_HOME`` to the folder holding
+    it) rather than rembg's safety check being worked around. ``providers`` are onnxruntime
+    execution providers; None lets rembg pick (GPU when available).
 
     The rembg session is created once, on the first :meth:`subject_alpha` call, and reused.
     """
@@ -82,12 +143,30 @@ class RembgSegmenter:
         self._session: Any = None
         self._lock = threading.Lock()
 
+    @functools.cached_property
+    def model_name(self) -> str:
+        """The rembg model used: ``model``, or for "auto" the one chosen for the providers."""
+        if self.model != DEFAULT_SEGMENT_MODEL:
+            return self.model
+        return default_segment_model(self._available_providers())
+
     @property
     def session_name(self) -> str:
-        """The rembg session type used: ``model``, or a ``*_custom`` one for ``model_path``."""
-        if self.model_path is not None and not self.model.endswith("_custom"):
-            return "u2net_custom"
-        return self.model
+        """The rembg session type used: the model's, or a ``*_custom`` one for ``model_path``."""
+        if self.model_path is None:
+            return self.model_name
+        if self.model.endswith("_custom"):
+            return self.model
+        if self.model == DEFAULT_SEGMENT_MODEL:
+            return _CUSTOM_WITHOUT_MODEL
+        known = SEGMENT_MODELS.get(self.model)
+        if known is None or known.custom_session is None:
+            choices = ", ".join(sorted(n for n, m in SEGMENT_MODELS.items() if m.custom_session))
+            raise ModelLoadError(
+                f"regionedit cannot load a local file as {self.model!r}: name the model it was "
+                f"exported from with segment_model= (CLI: --segment-model), one of {choices}."
+            )
+        return known.custom_session
 
     def subject_alpha(self, image: Image.Image) -> np.ndarray:
         """rembg's soft subject matte (no post-processing) as float32 HxW in [0, 1]."""
@@ -100,13 +179,13 @@ class RembgSegmenter:
         try:
             # rembg min-max normalises the model output; a flat image makes that 0/0, which
             # rembg turns into an all-zero mask ("no subject") after a numpy warning.
-            with np.errstate(invalid="ignore", divide="ignore"):
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
                 mask = rembg.remove(rgb, session=session, only_mask=True, post_process_mask=False)
         except Exception as exc:
             raise SegmentationError(
                 f"The rembg model {self._label()} failed on this image: {exc}. If it is a "
-                "custom model, check that it takes float32 [1, 3, 320, 320] input like U^2-Net; "
-                "otherwise try the default model 'u2net'."
+                "custom model, name the model it was exported from with segment_model= (CLI: "
+                "--segment-model); otherwise try another model, e.g. 'u2net'."
             ) from exc
         if mask.size != image.size:
             raise SegmentationError(
@@ -119,13 +198,21 @@ class RembgSegmenter:
         return alpha
 
     def describe(self) -> dict[str, Any]:
-        """Model identification for the sidecar."""
-        return {
+        """Model identification for the sidecar: the model used and how it was chosen."""
+        try:
+            session_name = self.session_name
+        except ModelLoadError:
+            session_name = self.model
+        info: dict[str, Any] = {
             "segmenter": self.name,
-            "model": self.session_name,
+            "model": session_name,
             "model_path": self.model_path,
             "rembg_version": _rembg_version(),
         }
+        if self.model == DEFAULT_SEGMENT_MODEL and self.model_path is None:
+            cuda = "CUDAExecutionProvider" in self._available_providers()
+            info["chosen"] = "auto: " + ("CUDA available" if cuda else "no CUDA, CPU model")
+        return info
 
     def load(self) -> Any:
         """Load the model now rather than at the first image; returns :meth:`session`."""
@@ -138,8 +225,60 @@ class RembgSegmenter:
                 self._session = self._new_session()
             return self._session
 
+    # -- what the first use downloads -------------------------------------------------------
+
+    def model_file(self) -> str | None:
+        """The local file the model loads from, or None while it still has to be downloaded."""
+        if self.model_path is not None:
+            return self.model_path
+        session_class = self._session_class()
+        if session_class is None:
+            return None
+        return session_class.resolve_existing(f"{self.model_name}.onnx")
+
+    def pending_download(self) -> ModelDownload | None:
+        """What the first use will download (model, URL, approximate size, destination), or
+        None when the file is already here, a local file is given, or the name is not a
+        downloadable rembg model (loading then fails with a ModelLoadError)."""
+        if self.model_path is not None:
+            return None
+        session_class = self._session_class()
+        if session_class is None or session_class.resolve_existing(
+            f"{self.model_name}.onnx"
+        ) is not None:
+            return None
+        known = SEGMENT_MODELS.get(self.model_name)
+        file_name = f"{self.model_name}.onnx"
+        return ModelDownload(
+            model=self.model_name,
+            url=_download_url(session_class),
+            size_mb=known.download_mb if known else None,
+            path=os.path.join(session_class.model_dir(), file_name),
+        )
+
+    # -- loading ------------------------------------------------------------------------------
+
     def _label(self) -> str:
-        return repr(self.model_path or self.model)
+        return repr(self.model_path or self.model_name)
+
+    def _available_providers(self) -> list[str]:
+        if self.providers is not None:
+            return self.providers
+        if importlib.util.find_spec("onnxruntime") is None:
+            return []
+        import onnxruntime
+
+        return list(onnxruntime.get_available_providers())
+
+    def _session_class(self) -> Any:
+        """rembg's session class for ``model_name`` when it is a local, downloadable model."""
+        if importlib.util.find_spec("onnxruntime") is None:
+            return None
+        from rembg.sessions import sessions, sessions_names_downloadable
+
+        if self.model_name not in sessions_names_downloadable or "_custom" in self.model_name:
+            return None
+        return sessions[self.model_name]
 
     def _new_session(self) -> Any:
         if importlib.util.find_spec("onnxruntime") is None:
@@ -149,7 +288,7 @@ class RembgSegmenter:
                 "pip install 'rembg[cpu]' (or 'rembg[gpu]' for CUDA)."
             )
         try:
-            import rembg
+            import rembg  # noqa: F401
             from rembg.sessions import sessions, sessions_names_downloadable
         except ImportError as exc:
             raise ModelLoadError(
@@ -157,8 +296,12 @@ class RembgSegmenter:
             ) from exc
 
         name = self.session_name
-        session_class = sessions.get(name)
-        if session_class is None or name not in sessions_names_downloadable:
+        session_class = (
+            _birefnet_custom_session() if name == "birefnet_custom" else sessions.get(name)
+        )
+        if session_class is None or (
+            name not in sessions_names_downloadable and name != "birefnet_custom"
+        ):
             # *_custom sessions need model_path, so they are not offered as plain names
             local = ", ".join(sorted(n for n in sessions_names_downloadable if "_custom" not in n))
             problem = (
@@ -170,22 +313,37 @@ class RembgSegmenter:
                 f"{name!r} {problem}. Choose one of rembg's local models (CLI: --segment-model): "
                 f"{local}."
             )
+        if name.endswith("_custom") and self.model_path is None:
+            raise ModelLoadError(
+                f"{name!r} loads a local file: give it with {_OFFLINE_FLAG}."
+            )
+        known = SEGMENT_MODELS.get(name)
+        if known is not None and not known.commercial_use:
+            logger.warning(
+                "The segmentation model %r is licensed %s: it may not be used commercially.",
+                name, known.licence,
+            )
 
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        # onnxruntime's idle threads spin-wait for the next operator by default, which takes
-        # a core from whatever runs beside segmentation (batch runs generate meanwhile): with
-        # it on, generation in a batch here ran ~2x slower.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        kwargs: dict[str, Any] = {"sess_opts": options}
+        kwargs: dict[str, Any] = {}
         if self.providers is not None:
             kwargs["providers"] = self.providers
         if self.model_path is not None:
             kwargs["model_path"] = self._checked_model_path(session_class)
+            session = self._create(session_class, name, kwargs)
+            self._check_input_side(session, name)
+            return session
+        download = self.pending_download()
+        if download is not None:
+            logger.info(
+                "Downloading %s from %s to %s (first use only).",
+                download.describe(), download.url or _REMBG_RELEASES, download.path,
+            )
+        with _DOWNLOAD_LOCK:
+            return self._create(session_class, name, kwargs)
+
+    def _create(self, session_class: Any, name: str, kwargs: dict[str, Any]) -> Any:
         try:
-            return rembg.new_session(name, **kwargs)
+            return session_class(name, _session_options(), **kwargs)
         except Exception as exc:
             raise self._load_error(exc, session_class) from exc
 
@@ -194,7 +352,7 @@ class RembgSegmenter:
         if not path.is_file():
             raise ModelLoadError(
                 f"Segmentation model file not found: {path}. Check the path, or download "
-                f"u2net.onnx from {_REMBG_RELEASES} and point model_path at it."
+                f"a rembg model from {_REMBG_RELEASES} and point {_OFFLINE_FLAG} at it."
             )
         try:
             return str(session_class.validate_model_path(model_path=str(path)))
@@ -206,30 +364,137 @@ class RembgSegmenter:
                 f"variable U2NET_HOME={path.resolve().parent} before running."
             ) from None
 
+    def _check_input_side(self, session: Any, name: str) -> None:
+        """A local file whose input size is not its session's would fail on every image."""
+        shape = session.inner_session.get_inputs()[0].shape
+        side = _CUSTOM_INPUT_SIDE.get(name)
+        if side is None or len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):
+            return
+        if tuple(shape[2:]) != (side, side):
+            raise ModelLoadError(
+                f"{self.model_path} takes {shape[2]}x{shape[3]} input, but {name!r} feeds "
+                f"{side}x{side}: name the model the file was exported from with segment_model= "
+                "(CLI: --segment-model), e.g. 'birefnet-general-lite' or 'isnet-general-use' "
+                "for 1024x1024 files, 'u2net' for 320x320 ones."
+            )
+
     def _load_error(self, exc: Exception, session_class: Any) -> ModelLoadError:
         """Turn a failed rembg session creation into advice: download, or a broken file."""
         if self.model_path is not None:
             return ModelLoadError(
-                f"Could not load the segmentation model {self.model_path}: {exc}. The file is "
-                "incomplete or not an ONNX model with the U^2-Net interface; download it again "
-                f"(rembg's models: {_REMBG_RELEASES}) or point model_path at a working file."
+                f"Could not load the segmentation model {self.model_path}: {_short(exc)}. The "
+                f"file is incomplete or not an ONNX model for the {self.session_name!r} "
+                f"session; download it again (rembg's models: {_REMBG_RELEASES}) or point "
+                f"{_OFFLINE_FLAG} at a working file."
             )
-        file_name = f"{self.model}.onnx"
+        file_name = f"{self.model_name}.onnx"
         existing = session_class.resolve_existing(file_name)
         if existing is not None:
             return ModelLoadError(
-                f"Could not load the rembg model {self.model!r} from {existing}: {exc}. The file "
-                "is probably incomplete or corrupt: delete it so rembg downloads it again, or "
-                "replace it with a good copy."
+                f"Could not load the rembg model {self.model_name!r} from {existing}: "
+                f"{_short(exc)}. The file is probably incomplete or corrupt: delete it so rembg "
+                "downloads it again, or replace it with a good copy."
             )
+        download = self.pending_download()
+        assert download is not None  # a downloadable model whose file is missing
+        if _network_unreachable(exc):
+            host = urllib.parse.urlsplit(download.url or _REMBG_RELEASES).hostname
+            problem = (
+                f"this machine cannot reach {host} (no network, name resolution or proxy "
+                f"failed: {type(exc).__name__})"
+            )
+        else:
+            problem = f"the download failed ({type(exc).__name__}: {_short(exc)})"
         return ModelLoadError(
-            f"Could not download the rembg model {self.model!r} ({type(exc).__name__}: {exc}). "
-            "rembg fetches it from GitHub on first use. Without internet access, download "
-            f"{file_name} from {_REMBG_RELEASES} on another machine and save it as "
-            f"{os.path.join(session_class.model_dir(), file_name)} (or set U2NET_HOME to a "
-            f"folder holding {file_name}), or pass model_path=... (CLI: --segment-model-path) "
-            "with a local U^2-Net ONNX file."
+            f"Could not download {download.describe()}: {problem}. To work offline, "
+            f"{download.offline_advice()}."
         )
+
+
+def _session_options() -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    # onnxruntime's idle threads spin-wait for the next operator by default, which takes
+    # a core from whatever runs beside segmentation (batch runs generate meanwhile): with
+    # it on, generation in a batch here ran ~2x slower.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    if "OMP_NUM_THREADS" in os.environ:  # as rembg.new_session does
+        options.intra_op_num_threads = options.inter_op_num_threads = int(
+            os.environ["OMP_NUM_THREADS"]
+        )
+    return options
+
+
+@functools.lru_cache(maxsize=1)
+def _birefnet_custom_session() -> type:
+    """rembg's BiRefNet session loading a local file, as its u2net_custom and dis_custom
+    sessions do for theirs (rembg has none for BiRefNet): same pre- and post-processing,
+    same check that the file lies in rembg's model folder."""
+    from rembg.sessions.birefnet_general import BiRefNetSessionGeneral
+
+    class BiRefNetCustomSession(BiRefNetSessionGeneral):
+        def __init__(self, model_name: str, sess_opts: Any, *args: Any, **kwargs: Any) -> None:
+            if kwargs.get("model_path") is None:
+                raise ValueError("model_path is required")
+            super().__init__(model_name, sess_opts, *args, **kwargs)
+
+        @classmethod
+        def download_models(cls, *args: Any, **kwargs: Any) -> str:
+            return cls.validate_model_path(*args, **kwargs)
+
+        @classmethod
+        def name(cls, *args: Any, **kwargs: Any) -> str:
+            return "birefnet_custom"
+
+    return BiRefNetCustomSession
+
+
+class _Asked(Exception):
+    """Raised in place of a download: carries the URL rembg asked for."""
+
+
+def _download_url(session_class: Any) -> str | None:
+    """The URL rembg's session class downloads its model from, asked without downloading.
+
+    rembg keeps each model's URL inside the class's ``download_models()``; calling it with
+    ``pooch.retrieve`` answering "asked for URL" keeps the answer true to the installed rembg.
+    """
+    import pooch
+
+    def asked(url: str, *args: Any, **kwargs: Any) -> None:
+        raise _Asked(url)
+
+    with _DOWNLOAD_LOCK, mock.patch.object(pooch, "retrieve", asked):
+        try:
+            session_class.download_models()
+        except _Asked as request:
+            return str(request.args[0])
+        except Exception:  # a session class that downloads another way: say nothing wrong
+            return None
+    return None
+
+
+def _network_unreachable(exc: BaseException) -> bool:
+    """Whether a failed download failed for want of a connection (DNS, refused, unreachable,
+    proxy), not because of what the server answered."""
+    import requests
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (requests.ConnectionError, requests.Timeout, socket.gaierror,
+                                ConnectionError, TimeoutError)):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @functools.lru_cache(maxsize=1)
