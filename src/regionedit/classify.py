@@ -27,10 +27,16 @@ from ._openai_api import (
     call_with_retries,
     explain_failure,
 )
-from .errors import ClassifierError, DescriptionError
+from .errors import ClassifierError
 from .models import DEFAULT_LLM_MODEL, retirement
 from .prompts import Prompt, load_prompt
-from .types import Classification, Label, Shape
+from .types import (
+    MAX_DESCRIPTION_CHARS,
+    Classification,
+    Label,
+    Shape,
+    normalize_description,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import openai
@@ -49,8 +55,6 @@ __all__ = [
 
 logger = logging.getLogger("regionedit")
 
-#: longer descriptions are cut here: a caption never needs more, and it bounds the request cost
-MAX_DESCRIPTION_CHARS = 1000
 _MAX_REASON_CHARS = 300
 _MAX_SUBJECT_CHARS = 100
 CLASSIFIER_NAMES = ("auto", "llm", "offline")
@@ -121,30 +125,6 @@ def clear_cache() -> None:
     """Forget every remembered LLM answer (tests, or after changing a local model in place)."""
     with _cache_lock:
         _cache.clear()
-
-
-def normalize_description(text: str, which: str) -> str:
-    """``text`` stripped and cut to :data:`MAX_DESCRIPTION_CHARS`; DescriptionError if empty.
-
-    ``which`` ("source" or "target") names the description in messages.
-    """
-    if not isinstance(text, str):
-        raise DescriptionError(f"The {which} description must be text, not {type(text).__name__}.")
-    if not text.strip():
-        raise DescriptionError(
-            f"The {which} description is empty. Give a short caption of what the photo shows "
-            f"{'now' if which == 'source' else 'after the edit'}, e.g. 'a dog sitting on grass'."
-        )
-    text = text.strip()
-    if len(text) > MAX_DESCRIPTION_CHARS:
-        logger.warning(
-            "The %s description is %d characters long; only the first %d are used.",
-            which,
-            len(text),
-            MAX_DESCRIPTION_CHARS,
-        )
-        text = text[:MAX_DESCRIPTION_CHARS]
-    return text
 
 
 class LLMClassifier:

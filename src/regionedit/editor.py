@@ -17,13 +17,12 @@ import numpy as np
 from pydantic import ValidationError
 
 from . import masks
-from .composite import Placement
 from ._log import once
+from .composite import Placement
 from .errors import SettingsError, UnidentifiedRegionError
 from .models import DEFAULT_SEGMENT_MODEL
 from .segment import MaskResult
 from .types import (
-    settings_problem,
     Candidate,
     Classification,
     EditResult,
@@ -33,6 +32,8 @@ from .types import (
     Shape,
     StageTimings,
     UnidentifiedPolicy,
+    normalize_description,
+    settings_problem,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -554,8 +555,6 @@ def _scaled_px(px: int, scale: float) -> int:
 def _check_descriptions(source: str, target: str) -> tuple[str, str]:
     """Both descriptions stripped and cut to the classifier's limit (with a warning);
     DescriptionError when one is empty."""
-    from .classify import normalize_description
-
     return normalize_description(source, "source"), normalize_description(target, "target")
 
 

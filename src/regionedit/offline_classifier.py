@@ -32,8 +32,7 @@ from functools import lru_cache
 from typing import Literal, NamedTuple
 
 from ._offline_grammar import Description, Lexicon, Role
-from .classify import normalize_description
-from .types import Classification, Label, Shape
+from .types import Classification, Label, Shape, normalize_description
 
 __all__ = ["OfflineClassifier", "CLASSIFIER_VERSION"]
 
@@ -360,5 +359,3 @@ def _describe(src: Description, removed: range, tgt: Description, added: range) 
     if not after:
         return f"removes '{before}'"
     return f"'{before}' -> '{after}'"
-
-__all__ += ["stem"]  # the plural folding the lexicon is written for

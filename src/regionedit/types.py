@@ -8,9 +8,21 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Optional, Union, get_args, get_origin
+from typing import (
+    Any,
+    Callable,
+    Iterator,
+    Literal,
+    Optional,
+    Union,
+    get_args,
+    get_origin,
+)
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ._log import log
+from .errors import DescriptionError
 
 Region = Literal["foreground", "background"]
 Label = Literal["foreground", "background", "unidentified"]
@@ -25,6 +37,8 @@ Shape = Literal["keep", "change"]
 Extent = Literal["auto", "outline", "box"]
 
 SIDECAR_SCHEMA = "regionedit.edit/1"
+#: longer descriptions are cut here: a caption never needs more, and it bounds the request cost
+MAX_DESCRIPTION_CHARS = 1000
 
 
 def output_paths(path: str | os.PathLike[str], *, candidates: int = 1) -> dict[str, Path]:
@@ -244,6 +258,30 @@ class EditResult(BaseModel):
             atomic_write_bytes(side_path, (json.dumps(record, indent=2) + "\n").encode())
             written["sidecar"] = side_path
         return written
+
+
+def normalize_description(text: str, which: str) -> str:
+    """``text`` stripped and cut to :data:`MAX_DESCRIPTION_CHARS`; DescriptionError if empty.
+
+    ``which`` ("source" or "target") names the description in messages.
+    """
+    if not isinstance(text, str):
+        raise DescriptionError(f"The {which} description must be text, not {type(text).__name__}.")
+    if not text.strip():
+        raise DescriptionError(
+            f"The {which} description is empty. Give a short caption of what the photo shows "
+            f"{'now' if which == 'source' else 'after the edit'}, e.g. 'a dog sitting on grass'."
+        )
+    text = text.strip()
+    if len(text) > MAX_DESCRIPTION_CHARS:
+        log.warning(
+            "The %s description is %d characters long; only the first %d are used.",
+            which,
+            len(text),
+            MAX_DESCRIPTION_CHARS,
+        )
+        text = text[:MAX_DESCRIPTION_CHARS]
+    return text
 
 
 def _notice_if_lossy(path: Path, save_kwargs: dict[str, Any]) -> None:
