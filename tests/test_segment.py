@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -282,7 +285,7 @@ def test_model_that_needs_downloading_fails_fast_offline(
     download = segmenter.pending_download()
     assert "cannot reach github.com" in message and "To work offline" in message
     assert "~4.6 MB" in message and download.url in message and download.path in message
-    assert "--segment-model-path" in message and "\n" not in message
+    assert "segment_model_path=FILE" in message and "\n" not in message
     assert time.monotonic() - started < 30  # a sanity bound against hanging, not a benchmark
 
 
@@ -302,3 +305,19 @@ def test_opaque_or_missing_alpha_gives_none(small_photo_path: Path) -> None:
     assert subject_alpha_from_input(load_image(small_photo_path)) is None
     opaque = Image.open(small_photo_path).convert("RGBA")
     assert subject_alpha_from_input(load_image(opaque)) is None
+
+
+def test_loading_rembg_leaves_torchs_thread_count_alone() -> None:
+    # importing rembg starts numba, which resets the process's OpenMP threads to every core
+    code = (
+        "import torch\n"
+        "torch.set_num_threads(1)\n"
+        "from regionedit.segment import RembgSegmenter\n"
+        "RembgSegmenter('u2net').model_file()\n"
+        "import rembg\n"
+        "print(torch.get_num_threads())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "NUMBA_NUM_THREADS": "2"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"

@@ -5,6 +5,9 @@ Written once here; the stages, the CLI help and the error messages read them fro
 
 from __future__ import annotations
 
+import os
+import socket
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Optional
@@ -22,6 +25,8 @@ __all__ = [
     "Retirement",
     "RETIRED",
     "retirement",
+    "ModelDownload",
+    "can_reach",
 ]
 
 # -- the LLM region classifier -----------------------------------------------------------------
@@ -56,26 +61,44 @@ class SegmentModel:
     input_side: int
     #: the rembg session that loads a local file of this architecture (``model_path``), if any
     custom_session: Optional[str] = None
+    #: the file rembg downloads it from, among its release files (REMBG_RELEASE_FILES)
+    release_file: Optional[str] = None
+
+    @property
+    def url(self) -> Optional[str]:
+        return REMBG_RELEASE_FILES + self.release_file if self.release_file else None
 
 
 #: rembg's single-subject models. Sizes are those of the fp32 ONNX files (measured on exports
 #: of the same architectures, bench/results/segmentation-models.json, rounded).
+#: where rembg downloads its models from
+REMBG_RELEASE_FILES = "https://github.com/danielgatis/rembg/releases/download/v0.0.0/"
+
 SEGMENT_MODELS: dict[str, SegmentModel] = {
     m.name: m
     for m in (
-        SegmentModel("birefnet-general", "MIT", True, 964, 1024, "birefnet_custom"),
-        SegmentModel("birefnet-general-lite", "MIT", True, 216, 1024, "birefnet_custom"),
-        SegmentModel("birefnet-portrait", "MIT", True, 964, 1024, "birefnet_custom"),
-        SegmentModel("birefnet-dis", "MIT", True, 964, 1024, "birefnet_custom"),
-        SegmentModel("birefnet-hrsod", "MIT", True, 964, 1024, "birefnet_custom"),
-        SegmentModel("birefnet-cod", "MIT", True, 964, 1024, "birefnet_custom"),
-        SegmentModel("birefnet-massive", "MIT", True, 964, 1024, "birefnet_custom"),
-        SegmentModel("isnet-general-use", "Apache-2.0", True, 176, 1024, "dis_custom"),
-        SegmentModel("u2net", "Apache-2.0", True, 176, 320, "u2net_custom"),
-        SegmentModel("u2netp", "Apache-2.0", True, 4.6, 320, "u2net_custom"),
-        SegmentModel("u2net_human_seg", "Apache-2.0", True, 176, 320, "u2net_custom"),
+        SegmentModel("birefnet-general", "MIT", True, 964, 1024, "birefnet_custom",
+                     "BiRefNet-general-epoch_244.onnx"),
+        SegmentModel("birefnet-general-lite", "MIT", True, 216, 1024, "birefnet_custom",
+                     "BiRefNet-general-bb_swin_v1_tiny-epoch_232.onnx"),
+        SegmentModel("birefnet-portrait", "MIT", True, 964, 1024, "birefnet_custom",
+                     "BiRefNet-portrait-epoch_150.onnx"),
+        SegmentModel("birefnet-dis", "MIT", True, 964, 1024, "birefnet_custom",
+                     "BiRefNet-DIS-epoch_590.onnx"),
+        SegmentModel("birefnet-hrsod", "MIT", True, 964, 1024, "birefnet_custom",
+                     "BiRefNet-HRSOD_DHU-epoch_115.onnx"),
+        SegmentModel("birefnet-cod", "MIT", True, 964, 1024, "birefnet_custom",
+                     "BiRefNet-COD-epoch_125.onnx"),
+        SegmentModel("birefnet-massive", "MIT", True, 964, 1024, "birefnet_custom",
+                     "BiRefNet-massive-TR_DIS5K_TR_TEs-epoch_420.onnx"),
+        SegmentModel("isnet-general-use", "Apache-2.0", True, 176, 1024, "dis_custom",
+                     "isnet-general-use.onnx"),
+        SegmentModel("u2net", "Apache-2.0", True, 176, 320, "u2net_custom", "u2net.onnx"),
+        SegmentModel("u2netp", "Apache-2.0", True, 4.6, 320, "u2net_custom", "u2netp.onnx"),
+        SegmentModel("u2net_human_seg", "Apache-2.0", True, 176, 320, "u2net_custom",
+                     "u2net_human_seg.onnx"),
         # BRIA's RMBG 2.0: usable when named, never chosen by regionedit
-        SegmentModel("bria-rmbg", "CC BY-NC 4.0", False, 964, 1024),
+        SegmentModel("bria-rmbg", "CC BY-NC 4.0", False, 964, 1024, None, "bria-rmbg-2.0.onnx"),
     )
 }
 
@@ -160,3 +183,51 @@ RETIRED: dict[str, Retirement] = {
 def retirement(model: str) -> Optional[Retirement]:
     """The retirement of ``model`` when it is known, else None."""
     return RETIRED.get(model)
+
+
+# -- what a first use downloads ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelDownload:
+    """A model a stage will download on first use: what, from where, how big, to where, and
+    how to get it without network access here."""
+
+    #: "rembg model", "inpainting model"
+    kind: str
+    model: str
+    #: where it comes from; None when the library did not say
+    url: Optional[str]
+    #: approximate size in MB; None when unknown
+    size_mb: Optional[float]
+    #: the file or folder it is saved in
+    path: str
+    #: how to get it without network access here: one clause, no final full stop
+    offline_advice: str
+
+    @property
+    def size_text(self) -> str:
+        if self.size_mb is None:
+            return "size unknown"
+        return f"~{self.size_mb / 1000:.1f} GB" if self.size_mb >= 1000 else f"~{self.size_mb:g} MB"
+
+    @property
+    def host(self) -> Optional[str]:
+        return urllib.parse.urlsplit(self.url).hostname if self.url else None
+
+    def describe(self) -> str:
+        """``the rembg model 'NAME' (~N MB)``: for "will download" notices."""
+        return f"the {self.kind} {self.model!r} ({self.size_text})"
+
+
+def can_reach(host: str, *, timeout: float = 3.0) -> bool:
+    """Whether this machine can open a connection to ``host`` (HTTPS). With a proxy configured
+    the answer is yes: the proxy, not this check, decides."""
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+                                             "all_proxy")):
+        return True
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True

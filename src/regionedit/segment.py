@@ -13,22 +13,26 @@ import importlib.util
 import logging
 import os
 import socket
+import sys
 import threading
 import urllib.parse
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Protocol, runtime_checkable
-from unittest import mock
 
 import numpy as np
 from PIL import Image
 
-from .errors import ModelLoadError, SegmentationError
-from .imageio import LoadedImage
 from . import masks
+from .errors import ModelLoadError, SegmentationError, option
+from .imageio import LoadedImage
 from .masks import has_meaningful_alpha
-from .models import DEFAULT_SEGMENT_MODEL, SEGMENT_MODELS, default_segment_model
+from .models import (
+    DEFAULT_SEGMENT_MODEL,
+    SEGMENT_MODELS,
+    ModelDownload,
+    default_segment_model,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .types import Extent, Region
@@ -50,10 +54,8 @@ _CUSTOM_INPUT_SIDE = {"u2net_custom": 320, "dis_custom": 1024, "ben_custom": 102
                       "birefnet_custom": 1024}
 #: the model whose interface a ``model_path`` file gets when no model is named
 _CUSTOM_WITHOUT_MODEL = "u2net_custom"
-_OFFLINE_FLAG = "Editor(segment_model_path=FILE) (CLI: --segment-model-path FILE)"
-# Held while rembg may download (pooch.retrieve) and while its URL is asked without
-# downloading (pooch.retrieve replaced for a moment): one must not see the other's retrieve.
-_DOWNLOAD_LOCK = threading.RLock()
+# Two sessions downloading the same file at once would write it twice.
+_DOWNLOAD_LOCK = threading.Lock()
 
 
 @runtime_checkable
@@ -73,36 +75,6 @@ class Segmenter(Protocol):
     def describe(self) -> dict[str, Any]:
         """JSON-able identification of the model, for the sidecar."""
         ...
-
-
-@dataclass(frozen=True)
-class ModelDownload:
-    """A model file a stage will download on first use: what, from where, how big, to where."""
-
-    model: str
-    #: where it comes from; None when the library did not say
-    url: Optional[str]
-    #: approximate size in MB; None when unknown
-    size_mb: Optional[float]
-    #: the file it will be saved as
-    path: str
-
-    @property
-    def size_text(self) -> str:
-        return f"~{self.size_mb:g} MB" if self.size_mb is not None else "size unknown"
-
-    def describe(self) -> str:
-        """``the rembg model 'NAME' (~N MB)``: for "will download" notices."""
-        return f"the rembg model {self.model!r} ({self.size_text})"
-
-    def offline_advice(self) -> str:
-        """How to get the file without network access here (one clause, no final stop)."""
-        source = self.url or f"{Path(self.path).name} from {_REMBG_RELEASES}"
-        return (
-            f"on a machine with internet access download {source} ({self.size_text}) and save "
-            f"it here as {self.path} (or in the folder named by U2NET_HOME, as "
-            f"{self.model}.onnx), or pass a local file with {_OFFLINE_FLAG}"
-        )
 
 
 class RembgSegmenter:
@@ -249,11 +221,18 @@ class RembgSegmenter:
             return None
         known = SEGMENT_MODELS.get(self.model_name)
         file_name = f"{self.model_name}.onnx"
+        url = known.url if known else None
+        path = os.path.join(session_class.model_dir(), file_name)
+        size = f"~{known.download_mb:g} MB" if known else "size unknown"
+        local_file = _local_file_option()
         return ModelDownload(
-            model=self.model_name,
-            url=_download_url(session_class),
-            size_mb=known.download_mb if known else None,
-            path=os.path.join(session_class.model_dir(), file_name),
+            kind="rembg model", model=self.model_name, url=url,
+            size_mb=known.download_mb if known else None, path=path,
+            offline_advice=(
+                f"on a machine with internet access download {url or _REMBG_RELEASES} ({size}) "
+                f"and save it here as {path} (or in the folder named by U2NET_HOME, as "
+                f"{file_name}), or pass a local file with {local_file}"
+            ),
         )
 
     # -- loading ------------------------------------------------------------------------------
@@ -274,8 +253,7 @@ class RembgSegmenter:
         """rembg's session class for ``model_name`` when it is a local, downloadable model."""
         if importlib.util.find_spec("onnxruntime") is None:
             return None
-        from rembg.sessions import sessions, sessions_names_downloadable
-
+        sessions, sessions_names_downloadable = _rembg_sessions()
         if self.model_name not in sessions_names_downloadable or "_custom" in self.model_name:
             return None
         return sessions[self.model_name]
@@ -288,8 +266,7 @@ class RembgSegmenter:
                 "pip install 'rembg[cpu]' (or 'rembg[gpu]' for CUDA)."
             )
         try:
-            import rembg  # noqa: F401
-            from rembg.sessions import sessions, sessions_names_downloadable
+            sessions, sessions_names_downloadable = _rembg_sessions()
         except ImportError as exc:
             raise ModelLoadError(
                 f"rembg could not be imported ({exc}). Install it with pip install 'rembg[cpu]'."
@@ -315,7 +292,7 @@ class RembgSegmenter:
             )
         if name.endswith("_custom") and self.model_path is None:
             raise ModelLoadError(
-                f"{name!r} loads a local file: give it with {_OFFLINE_FLAG}."
+                f"{name!r} loads a local file: give it with {_local_file_option()}."
             )
         known = SEGMENT_MODELS.get(name)
         if known is not None and not known.commercial_use:
@@ -352,7 +329,7 @@ class RembgSegmenter:
         if not path.is_file():
             raise ModelLoadError(
                 f"Segmentation model file not found: {path}. Check the path, or download "
-                f"a rembg model from {_REMBG_RELEASES} and point {_OFFLINE_FLAG} at it."
+                f"a rembg model from {_REMBG_RELEASES} and point {_local_file_option()} at it."
             )
         try:
             return str(session_class.validate_model_path(model_path=str(path)))
@@ -385,7 +362,7 @@ class RembgSegmenter:
                 f"Could not load the segmentation model {self.model_path}: {_short(exc)}. The "
                 f"file is incomplete or not an ONNX model for the {self.session_name!r} "
                 f"session; download it again (rembg's models: {_REMBG_RELEASES}) or point "
-                f"{_OFFLINE_FLAG} at a working file."
+                f"{_local_file_option()} at a working file."
             )
         file_name = f"{self.model_name}.onnx"
         existing = session_class.resolve_existing(file_name)
@@ -407,7 +384,7 @@ class RembgSegmenter:
             problem = f"the download failed ({type(exc).__name__}: {_short(exc)})"
         return ModelLoadError(
             f"Could not download {download.describe()}: {problem}. To work offline, "
-            f"{download.offline_advice()}."
+            f"{download.offline_advice}."
         )
 
 
@@ -451,29 +428,21 @@ def _birefnet_custom_session() -> type:
     return BiRefNetCustomSession
 
 
-class _Asked(Exception):
-    """Raised in place of a download: carries the URL rembg asked for."""
+def _rembg_sessions() -> tuple[dict[str, Any], list[str]]:
+    """rembg's session classes by name, and the names it can download; imported without
+    changing torch's CPU threads (importing rembg starts numba, which sets the process's
+    OpenMP thread count to every core, overriding a ``torch.set_num_threads``)."""
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    from rembg.sessions import sessions, sessions_names_downloadable
+
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return sessions, sessions_names_downloadable
 
 
-def _download_url(session_class: Any) -> str | None:
-    """The URL rembg's session class downloads its model from, asked without downloading.
-
-    rembg keeps each model's URL inside the class's ``download_models()``; calling it with
-    ``pooch.retrieve`` answering "asked for URL" keeps the answer true to the installed rembg.
-    """
-    import pooch
-
-    def asked(url: str, *args: Any, **kwargs: Any) -> None:
-        raise _Asked(url)
-
-    with _DOWNLOAD_LOCK, mock.patch.object(pooch, "retrieve", asked):
-        try:
-            session_class.download_models()
-        except _Asked as request:
-            return str(request.args[0])
-        except Exception:  # a session class that downloads another way: say nothing wrong
-            return None
-    return None
+def _local_file_option() -> str:
+    return option("segment_model_path=FILE", "--segment-model-path FILE")
 
 
 def _network_unreachable(exc: BaseException) -> bool:
