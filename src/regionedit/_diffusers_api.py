@@ -11,10 +11,15 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, option
+from .models import ModelDownload, can_reach
 from .presets import Family
 
 __all__ = [
+    "hub_arguments",
+    "hub_download",
+    "load_failure_message",
+    "hub_reachable",
     "auto_device",
     "call_parameters",
     "default_dtype",
@@ -129,3 +134,85 @@ def native_size(pipe: Any, family: Family | None = None) -> int:
     if not sample:
         return family.native_size if family is not None else 512
     return int(sample) * int(getattr(pipe, "vae_scale_factor", 8))
+
+
+def hub_download(model: str, family: Family | None) -> ModelDownload | None:
+    """What loading the hub id ``model`` downloads, or None when it is in the hub cache
+    already (its ``model_index.json`` is)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(model, "model_index.json"), str):
+        return None
+    size_mb = None
+    if family is not None:
+        # the SD 1.5 and SDXL repositories' default files are float32, the newer ones bfloat16
+        size_mb = family.parameters * (4 if family.dtype == "float16" else 2) * 1000
+    folder = option("inpaint_model=FOLDER", "--model FOLDER")
+    return ModelDownload(
+        kind="inpainting model", model=model, url=f"{constants.ENDPOINT}/{model}",
+        size_mb=size_mb, path=constants.HF_HUB_CACHE, switched_off=constants.HF_HUB_OFFLINE,
+        offline_advice=(
+            f"on a machine with internet access run `hf download {model} --local-dir FOLDER`, "
+            f"copy FOLDER here and load it with {folder} (with HF_HUB_OFFLINE=1 set, the hub "
+            "is not asked at all)"
+        ),
+    )
+
+
+def hub_reachable() -> bool:
+    """Whether the Hugging Face hub may be asked: HF_HUB_OFFLINE is not set and its host
+    answers."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    return can_reach(urlsplit(constants.ENDPOINT).hostname or "huggingface.co")
+
+
+def hub_arguments(model: str, family: Family | None) -> dict[str, Any]:
+    """``from_pretrained``'s hub arguments for the hub id ``model``; a one-line ModelLoadError
+    at once, instead of the hub client's retries, when the model is not in the cache and the
+    hub cannot be reached."""
+    reachable = hub_reachable()
+    download = hub_download(model, family)
+    if download is None:
+        # in the cache: without a network, do not ask the hub for a newer version
+        return {} if reachable else {"local_files_only": True}
+    if not reachable:
+        raise ModelLoadError(f"Cannot download {download.describe()}: {hub_unreachable()}. "
+                             f"To work offline, {download.offline_advice}.")
+    return {}
+
+
+def hub_unreachable() -> str:
+    """Why the hub is not asked: HF_HUB_OFFLINE, or no network."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set, so nothing is downloaded (unset it to download)"
+    return f"this machine cannot reach {constants.ENDPOINT} (no network, or name resolution failed)"
+
+
+def load_failure_message(model: str, chosen_by: str, exc: Exception) -> str:
+    """Why ``model`` could not be loaded and how to make it loadable, on one line."""
+    chosen = "" if chosen_by == "named" else f" ({chosen_by})"
+    cause = " ".join(f"{type(exc).__name__}: {exc}".split())
+    cause = cause if len(cause) <= 300 else cause[:297] + "..."
+    head = f"Could not load inpainting model {model!r}{chosen}: {cause}."
+    from .inpaint import looks_like_path
+
+    if looks_like_path(model):
+        advice = (
+            "A local model must be a folder written by pipeline.save_pretrained(folder): "
+            "model_index.json plus one subfolder per component (unet or transformer, vae, "
+            "text_encoder, tokenizer, scheduler). Check the path, or re-save the folder."
+        )
+    else:
+        folder = option("inpaint_model=FOLDER", "--model FOLDER")
+        advice = (
+            f"Download it once with `hf download {model}` or run once with network access, or "
+            f"load a folder written by pipeline.save_pretrained with {folder}."
+        )
+    return f"{head} {advice}"

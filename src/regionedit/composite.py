@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Optional, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -26,7 +26,10 @@ from PIL import Image
 from . import masks
 from .imageio import LoadedImage, restore_mode
 
-__all__ = ["Compositor", "Placement", "SeamCompositor", "weight_image"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .segment import MaskResult
+
+__all__ = ["Compositor", "Placement", "SeamCompositor", "place", "weight_image"]
 
 log = logging.getLogger("regionedit")
 
@@ -49,6 +52,36 @@ class Placement:
     #: background edits of a cut-out: its own alpha at the photo's size, sharper than a scaled
     #: copy; the subject is put back with it instead of ``subject_alpha``
     exact_subject_alpha: Optional[np.ndarray] = None
+
+
+def place(
+    loaded: LoadedImage,
+    made: "MaskResult",
+    *,
+    generation_side: Optional[int],
+    crop_small_subjects: bool = True,
+) -> Placement:
+    """What the model is given for the mask ``made``: the working copy, unless the model
+    generates larger than that (``generation_side``, None: the backend decides), or the edit
+    is a small subject: that is generated on a crop around it, cut from the full-size image so
+    that it gets all the detail the model can give it."""
+    subject = made.work_alpha if made.region == "background" else None
+    box = None
+    if crop_small_subjects and made.region == "foreground":
+        box = masks.small_subject_box(made.work_mask)
+    if box is not None:
+        box = masks.scale_box(box, made.work_image.size, made.size)
+        left, top, right, bottom = box
+        return Placement(loaded.rgb.crop(box), made.mask[top:bottom, left:right], box=box)
+    if made.scaled:
+        if generation_side is None or generation_side > max(made.work_image.size):
+            subject = made.subject_alpha if subject is not None else None
+            return Placement(loaded.rgb, made.mask, subject_alpha=subject)
+        if subject is not None and made.source == "input-alpha":
+            # a cut-out's own alpha is sharper than its scaled copy: paste the subject with it
+            return Placement(made.work_image, made.work_mask,
+                             exact_subject_alpha=made.subject_alpha)
+    return Placement(made.work_image, made.work_mask, subject_alpha=subject)
 
 
 @runtime_checkable

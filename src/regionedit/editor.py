@@ -18,9 +18,9 @@ from pydantic import ValidationError
 
 from . import masks
 from ._log import once
-from .composite import Placement
+from .composite import Placement, place
 from .errors import SettingsError, UnidentifiedRegionError
-from .models import DEFAULT_SEGMENT_MODEL
+from .models import DEFAULT_SEGMENT_MODEL, check_downloads
 from .segment import MaskResult
 from .types import (
     Candidate,
@@ -143,6 +143,7 @@ class Editor:
         #: longer side of the working copy masks and generation use (see :class:`MaskResult`)
         self.work_side = work_side
         self._build_lock = threading.Lock()
+        self._checked_stages: set[str] = set()
         # One generation at a time per Editor: a device runs one pipeline call well, not two.
         self._generate_lock = threading.Lock()
 
@@ -204,10 +205,21 @@ class Editor:
     def load_models(self) -> None:
         """Load the segmentation and inpainting models now instead of at their first use,
         e.g. when a server starts. Raises :class:`~regionedit.errors.ModelLoadError`."""
+        self.check_downloads(("segmenter", "inpainter"))
         for stage in (self.segmenter, self.inpainter):
             load = getattr(stage, "load", None)  # Segmenter.load is optional
             if callable(load):
                 load()
+
+    def check_downloads(self, stages: Iterable[str]) -> None:
+        """Before the named stages ("segmenter", "inpainter") first load their models: say
+        what will be downloaded, or, when it cannot be (no network, HF_HUB_OFFLINE), raise one
+        ModelLoadError naming every missing model and how to get it. Each stage is checked once
+        per editor (:func:`regionedit.models.check_downloads`)."""
+        with self._build_lock:
+            stages = [name for name in stages if name not in self._checked_stages]
+            self._checked_stages.update(stages)
+        check_downloads([getattr(self, name) for name in stages])
 
     # -- the stages, usable one by one -------------------------------------------------------
 
@@ -281,6 +293,7 @@ class Editor:
             alpha = masks.resize(input_alpha, work.size) if work is not loaded.rgb else input_alpha
             source = "input-alpha"
         else:
+            self.check_downloads(("segmenter",))
             alpha = self.segmenter.subject_alpha(work)
             source = self.segmenter.name
         grow_px, feather_px = _scaled_px(grow, scale), _scaled_px(feather, scale)
@@ -355,12 +368,16 @@ class Editor:
         what :meth:`decide` returned for these descriptions, is given), mask, and choose what
         the model is given. :meth:`edit` is ``composite(p, generate([p])[0])`` over this."""
         from .imageio import LoadedImage
+        from .segment import subject_alpha_from_input
 
         # cut once here, so the classifier, the prompt and the sidecar all see the same text
         source, target = _check_descriptions(settings.source, settings.target)
         timings = StageTimings()
         with timings.measure("load"):
             loaded = image if isinstance(image, LoadedImage) else self.load(image)
+        # every model this edit needs, named at once if some cannot be downloaded
+        needs_segmenter = subject_alpha_from_input(loaded) is None
+        self.check_downloads(("segmenter", "inpainter") if needs_segmenter else ("inpainter",))
         with timings.measure("classify"):
             region, classification = decision or self.decide(
                 source, target, region=settings.region, on_unidentified=settings.on_unidentified
@@ -381,33 +398,12 @@ class Editor:
             loaded = dataclasses.replace(loaded, alpha=np.maximum(loaded.alpha, coverage))
         return PreparedEdit(
             loaded=loaded, region=region, classification=classification, mask=made,
-            settings=settings, timings=timings, placement=self._placement(loaded, made, settings),
+            settings=settings, timings=timings,
+            placement=place(
+                loaded, made, crop_small_subjects=self.crop_small_subjects,
+                generation_side=settings.max_side or self.inpainter.native_size,
+            ),
         )
-
-    def _placement(
-        self, loaded: "LoadedImage", made: MaskResult, settings: EditSettings
-    ) -> Placement:
-        """What the model is given: the working copy, unless it generates larger than that, or
-        the edit is a small subject: that is generated on a crop around it, cut from the
-        full-size image so that it gets all the detail the model can give it."""
-        subject = made.work_alpha if made.region == "background" else None
-        box = None
-        if self.crop_small_subjects and made.region == "foreground":
-            box = masks.small_subject_box(made.work_mask)
-        if box is not None:
-            box = masks.scale_box(box, made.work_image.size, made.size)
-            left, top, right, bottom = box
-            return Placement(loaded.rgb.crop(box), made.mask[top:bottom, left:right], box=box)
-        if made.scaled:
-            generation_side = settings.max_side or self.inpainter.native_size
-            if generation_side is None or generation_side > self.work_side:
-                subject = made.subject_alpha if subject is not None else None
-                return Placement(loaded.rgb, made.mask, subject_alpha=subject)
-            if subject is not None and made.source == "input-alpha":
-                # a cut-out's own alpha is sharper than its scaled copy: paste the subject with it
-                return Placement(made.work_image, made.work_mask,
-                                 exact_subject_alpha=made.subject_alpha)
-        return Placement(made.work_image, made.work_mask, subject_alpha=subject)
 
     def generate(
         self, prepared: list[PreparedEdit], *, batch_size: int = 1

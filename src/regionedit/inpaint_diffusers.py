@@ -28,6 +28,7 @@ from .inpaint import (
     generation_size,
     looks_like_path,
 )
+from .models import ModelDownload
 from .presets import (
     FAMILIES,
     Family,
@@ -182,11 +183,13 @@ class DiffusersInpainter:
         hub: dict[str, Any] = {}
         if self.local_files_only is not None:
             hub["local_files_only"] = self.local_files_only
+        elif not looks_like_path(model):
+            hub = api.hub_arguments(model, family)
         try:
             with api.quiet_loading():
                 config = api.pipeline_config(model, hub)
         except Exception as exc:  # no model_index.json: not a diffusers model, or not here
-            raise ModelLoadError(self._load_failure_message(exc)) from exc
+            raise ModelLoadError(api.load_failure_message(model, self._chosen_by, exc)) from exc
         family = family or family_for_pipeline(config.get("_class_name", ""))
         dtype_name = self.dtype or api.default_dtype(device, family)
 
@@ -213,7 +216,7 @@ class DiffusersInpainter:
                     pipe = pipeline_class.from_pretrained(model, **kwargs)
                     self._loaded_with = pipeline_class.__name__
         except Exception as exc:  # any failure here means "this model cannot be loaded"
-            raise ModelLoadError(self._load_failure_message(exc)) from exc
+            raise ModelLoadError(api.load_failure_message(model, self._chosen_by, exc)) from exc
 
         try:
             if self.cpu_offload:
@@ -229,6 +232,14 @@ class DiffusersInpainter:
                 ) from exc
             raise
         return self._prepare(pipe, device, dtype_name, family)
+
+    def pending_download(self) -> ModelDownload | None:
+        """What loading will download from the Hugging Face hub (model, approximate size, the
+        hub cache), or None when the model is a local folder or in the hub cache already."""
+        import torch
+
+        model, family, _ = self._resolve_model(torch, self.device or api.auto_device(torch))
+        return None if looks_like_path(model) else api.hub_download(model, family)
 
     def _resolve_model(self, torch: Any, device: str) -> tuple[str, Family | None, str]:
         """(model id or folder, its preset's family if it is one, how it was chosen)."""
@@ -278,28 +289,6 @@ class DiffusersInpainter:
                 "cpu_offload=True moves model parts to a GPU only while they run, so it needs a "
                 "cuda or mps device; on CPU leave it off."
             )
-
-    def _load_failure_message(self, exc: Exception) -> str:
-        """Say why the model could not be loaded and how to make it loadable."""
-        model = str(self._model_id)
-        chosen = "" if self._chosen_by == "named" else f" ({self._chosen_by})"
-        head = f"Could not load inpainting model {model!r}{chosen}: {type(exc).__name__}: {exc}"
-        head = head.rstrip()
-        if looks_like_path(model):
-            advice = (
-                "A local model must be a folder written by `pipeline.save_pretrained(folder)`: "
-                "model_index.json plus one subfolder per component (unet, vae, text_encoder, "
-                "tokenizer, scheduler). Check the path, or re-save the folder."
-            )
-        else:
-            advice = (
-                f"Download it once with `hf download {model}` (older huggingface_hub: "
-                f"`huggingface-cli download {model}`) or run once with network access, or point "
-                "`model` at a local folder written by `pipeline.save_pretrained(folder)`."
-            )
-            if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-                advice += " HF_HUB_OFFLINE is set, so nothing is downloaded: unset it to download."
-        return f"{head}\n{advice}"
 
     # ----------------------------------------------------------------------- generation
     def inpaint(
@@ -576,3 +565,4 @@ class DiffusersInpainter:
             info.update(default_steps=family.steps, default_guidance_scale=family.guidance_scale,
                         guidance=family.guidance)
         return info
+

@@ -5,6 +5,7 @@ Written once here; the stages, the CLI help and the error messages read them fro
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import urllib.parse
@@ -27,6 +28,7 @@ __all__ = [
     "retirement",
     "ModelDownload",
     "can_reach",
+    "check_downloads",
 ]
 
 # -- the LLM region classifier -----------------------------------------------------------------
@@ -204,6 +206,12 @@ class ModelDownload:
     path: str
     #: how to get it without network access here: one clause, no final full stop
     offline_advice: str
+    #: downloads from its source are switched off on this machine (HF_HUB_OFFLINE)
+    switched_off: bool = False
+
+    def possible(self) -> bool:
+        """Whether this machine can download it now."""
+        return not self.switched_off and (self.host is None or can_reach(self.host))
 
     @property
     def size_text(self) -> str:
@@ -231,3 +239,29 @@ def can_reach(host: str, *, timeout: float = 3.0) -> bool:
     except OSError:
         return False
     return True
+
+
+def check_downloads(stages: Iterable[object]) -> None:
+    """Before ``stages`` first load their models: say what will be downloaded, or, when it
+    cannot be (no network, downloads switched off), raise one ModelLoadError naming every
+    missing model and how to get it. A stage without ``pending_download()`` has its model."""
+    downloads = []
+    for stage in stages:
+        pending = getattr(stage, "pending_download", None)
+        download = pending() if callable(pending) else None
+        if download is not None:
+            downloads.append(download)
+    blocked = [d for d in downloads if not d.possible()]
+    if blocked:
+        from .errors import ModelLoadError
+
+        hosts = " or ".join(sorted({d.host or d.path for d in blocked}))
+        what = "; ".join(f"{d.describe()}: to work offline, {d.offline_advice}" for d in blocked)
+        raise ModelLoadError(
+            f"{len(blocked)} model(s) must be downloaded first, and this machine cannot download "
+            f"from {hosts} (no network, or HF_HUB_OFFLINE is set): {what}."
+        )
+    if downloads:
+        logging.getLogger("regionedit").info("First use: downloading %s.", "; ".join(
+            f"{d.describe()} into {d.path}" for d in downloads
+        ))
