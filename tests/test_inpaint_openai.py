@@ -275,7 +275,7 @@ def test_persistent_failure_is_an_inpaint_error(edits: FakeOpenAIServer) -> None
     assert len(edits.requests_to(EDITS)) == 3
     assert "3 attempt(s)" in message
     assert "Or use the local inpainter" in message and "Or or" not in message
-    assert "Editor(inpainter='diffusers') (CLI: --inpainter diffusers)" in message
+    assert "Editor(inpainter='diffusers')" in message
 
 
 def test_refused_key_is_a_model_load_error(edits: FakeOpenAIServer) -> None:
@@ -302,7 +302,7 @@ def test_retired_model_refused_names_its_date_and_where_to_choose(
     assert "\n" not in message
     assert f"{model!r}" in message and "shut down on 2026-12-01" in message
     assert "Editor(inpaint_model=...)" in message and "OpenAIImageInpainter(model=...)" in message
-    assert "(CLI: --model)" in message and repr(DEFAULT_IMAGE_MODEL) in message
+    assert "OpenAIImageInpainter(model=...)" in message and repr(DEFAULT_IMAGE_MODEL) in message
     assert "Or or" not in message
 
 
@@ -314,7 +314,7 @@ def test_unknown_model_refused_says_so(edits: FakeOpenAIServer) -> None:
 
     message = str(caught.value)
     assert "'gpt-image-9'" in message and "does not know it" in message
-    assert "(CLI: --model)" in message and "/v1" in message
+    assert "OpenAIImageInpainter(model=...)" in message and "/v1" in message
 
 
 def test_model_refused_with_400_model_not_found(edits: FakeOpenAIServer) -> None:
@@ -361,7 +361,7 @@ def test_answer_without_usable_image_is_an_inpaint_error(
     with pytest.raises(InpaintError) as caught:
         fast_inpainter().inpaint(gradient(64, 64), box_mask(64, 64), "x", seed=0)
 
-    assert "--inpainter diffusers" in str(caught.value)
+    assert "Editor(inpainter='diffusers')" in str(caught.value)
 
 
 def test_no_endpoint_is_a_model_load_error() -> None:

@@ -193,8 +193,8 @@ def test_a_timeout_states_the_seconds_and_says_how_to_wait_longer(
 
     message = str(caught.value)
     assert "timed out after 0.2 s" in message
-    for setting in ("--llm-timeout", "REGIONEDIT_LLM_TIMEOUT", "Editor(llm_timeout=...)",
-                    "--llm-attempts"):
+    for setting in ("REGIONEDIT_LLM_TIMEOUT", "Editor(llm_timeout=...)",
+                    "Editor(llm_attempts=...)"):
         assert setting in message
     assert "running and reachable" not in message
 
@@ -208,7 +208,8 @@ def test_a_persistent_rate_limit_says_to_wait_or_send_fewer_requests(
         fast_classifier(max_attempts=3).classify(SOURCE, TARGET)
 
     message = str(caught.value)
-    assert "rate-limiting" in message and "wait" in message and "--llm-concurrency" in message
+    assert "rate-limiting" in message and "wait" in message
+    assert "edit_many(llm_concurrency=...)" in message
     assert "running and reachable" not in message
 
 

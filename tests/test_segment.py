@@ -163,7 +163,7 @@ def test_file_of_another_input_size_names_the_fix(
     with pytest.raises(ModelLoadError) as info:
         RembgSegmenter(model_path=tiny_birefnet_model).session()
     message = str(info.value)
-    assert "1024x1024" in message and "--segment-model" in message and "\n" not in message
+    assert "1024x1024" in message and "segment_model=" in message and "\n" not in message
 
 
 def test_local_file_of_a_model_without_custom_session_is_refused(

@@ -27,7 +27,7 @@ from ._openai_api import (
     call_with_retries,
     explain_failure,
 )
-from .errors import ClassifierError
+from .errors import ClassifierError, option
 from .models import DEFAULT_LLM_MODEL, retirement
 from .prompts import Prompt, load_prompt
 from .types import (
@@ -69,20 +69,38 @@ _MAX_ANSWER_TOKENS = 2048
 #: gets the next one (the lowest of those it says it supports, when it lists them).
 _REASONING_EFFORTS = ("none", "minimal", "low")
 
-# where the user changes each setting, named in error messages
-_MODEL_SETTING = "--llm-model, REGIONEDIT_LLM_MODEL or Editor(llm_model=...)"
-_TIMEOUT_SETTING = "--llm-timeout, REGIONEDIT_LLM_TIMEOUT or Editor(llm_timeout=...)"
-_ATTEMPTS_SETTING = "--llm-attempts, REGIONEDIT_LLM_ATTEMPTS or Editor(llm_attempts=...)"
-_CONCURRENCY_SETTING = "batch --llm-concurrency, or edit_many(llm_concurrency=...)"
+# Where the user changes each setting, named in error messages in the words of the interface
+# in use (regionedit.errors.option); the environment variables work in both.
 
-_SKIP_THE_LLM = (
-    "pass region='foreground' or region='background' (CLI: --region), or use the offline "
-    "classifier (classifier='offline', CLI: --classifier offline)"
-)
-NO_LLM_CONFIGURED = (
-    "No LLM is configured for the region classifier. Set OPENAI_API_KEY (or OPENAI_BASE_URL for "
-    f"a local OpenAI-compatible server such as Ollama or vLLM), {_SKIP_THE_LLM}."
-)
+
+def _model_setting() -> str:
+    return option("Editor(llm_model=...)", "--llm-model") + " or REGIONEDIT_LLM_MODEL"
+
+
+def _timeout_setting() -> str:
+    return option("Editor(llm_timeout=...)", "--llm-timeout") + " or REGIONEDIT_LLM_TIMEOUT"
+
+
+def _attempts_setting() -> str:
+    return option("Editor(llm_attempts=...)", "--llm-attempts") + " or REGIONEDIT_LLM_ATTEMPTS"
+
+
+def _concurrency_setting() -> str:
+    return option("edit_many(llm_concurrency=...)", "--llm-concurrency")
+
+
+def _skip_the_llm() -> str:
+    region = option("region='foreground' or region='background'", "--region")
+    offline = option("classifier='offline'", "--classifier offline")
+    return f"pass {region}, or use the offline classifier ({offline})"
+
+
+def _no_llm_configured() -> str:
+    return (
+        "No LLM is configured for the region classifier. Set OPENAI_API_KEY (or "
+        "OPENAI_BASE_URL for a local OpenAI-compatible server such as Ollama or vLLM), "
+        f"{_skip_the_llm()}."
+    )
 
 
 @runtime_checkable
@@ -171,7 +189,7 @@ class LLMClassifier:
         else:
             self._endpoint = Endpoint.resolve(api_key, base_url)
             if not self._endpoint.configured:
-                raise ClassifierError(NO_LLM_CONFIGURED, attempts=0)
+                raise ClassifierError(_no_llm_configured(), attempts=0)
         self._client = LazyClient(self._endpoint, self.timeout, client)
         self._shape = _RequestShape()
         _warn_if_retired(self.model, self._endpoint)
@@ -261,8 +279,8 @@ class LLMClassifier:
                 where = f"{self.model} at {self._endpoint.display_url}"
                 message = (
                     f"The LLM region classifier ({where}) gave no valid answer after {sent} "
-                    f"attempt(s): {exc}. Next: try another model ({_MODEL_SETTING}), "
-                    f"or {_SKIP_THE_LLM}."
+                    f"attempt(s): {exc}. Next: try another model ({_model_setting()}), "
+                    f"or {_skip_the_llm()}."
                 )
                 raise ClassifierError(self._endpoint.redact(message), attempts=sent) from None
             except CallFailed as failure:
@@ -272,14 +290,14 @@ class LLMClassifier:
                     self._endpoint,
                     model=self.model,
                     what=f"The LLM region classifier ({self.model})",
-                    model_setting=_MODEL_SETTING,
+                    model_setting=_model_setting(),
                     timeout=self.timeout,
-                    timeout_setting=_TIMEOUT_SETTING,
-                    attempts_setting=_ATTEMPTS_SETTING,
-                    concurrency_setting=_CONCURRENCY_SETTING,
+                    timeout_setting=_timeout_setting(),
+                    attempts_setting=_attempts_setting(),
+                    concurrency_setting=_concurrency_setting(),
                 )
                 raise ClassifierError(
-                    f"{message} Or {_SKIP_THE_LLM}.", attempts=sent
+                    f"{message} Or {_skip_the_llm()}.", attempts=sent
                 ) from failure.cause
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -455,7 +473,7 @@ def _warn_if_retired(model: str, endpoint: Endpoint) -> None:
         model,
         known.date,
         successor,
-        _MODEL_SETTING,
+        _model_setting(),
     )
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from . import _diffusers_api as api
-from .errors import InpaintError, ModelLoadError
+from .errors import InpaintError, ModelLoadError, option
 from .inpaint import (
     SIZE_MULTIPLE,
     TORCH_LOAD_LOCK,
@@ -225,10 +225,12 @@ class DiffusersInpainter:
                 pipe.to(device)
         except Exception as exc:
             if _is_out_of_memory(exc):
+                offload = option("cpu_offload=True", "--cpu-offload")
+                smaller = option("inpaint_model='sd15'", "--model sd15")
+                cpu = option("device='cpu'", "--device cpu")
                 raise ModelLoadError(
                     f"The inpainting model {model} does not fit in {device} memory. "
-                    "Try cpu_offload=True (CLI: --cpu-offload), a smaller model "
-                    "(model='sd15', CLI: --model sd15) or device='cpu'."
+                    f"Try {offload}, a smaller model ({smaller}) or {cpu}."
                 ) from exc
             raise
         return self._prepare(pipe, device, dtype_name, family)
@@ -473,10 +475,11 @@ class DiffusersInpainter:
                     results.append(exc)
                     continue
             if problem is not None:
+                float32 = option("dtype='float32'", "--dtype float32")
                 results.append(InpaintError(
                     f"The inpainting model produced {problem} twice (seeds {seed} and "
-                    f"{seed + 1}). Try another seed or prompt; on a GPU try dtype='float32' "
-                    "(CLI: --dtype float32), which avoids float16 overflow."
+                    f"{seed + 1}). Try another seed or prompt; on a GPU try {float32}, which "
+                    "avoids float16 overflow."
                 ))
                 continue
             generated = Image.fromarray(np.round(pixels * 255).astype(np.uint8), "RGB")
@@ -514,11 +517,12 @@ class DiffusersInpainter:
                 raise
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()  # give the memory back so a smaller retry can succeed
+            max_side = option("a smaller max_side", "a smaller --max-side")
+            offload = option("cpu_offload=True", "--cpu-offload")
+            slicing = option("attention_slicing=True", "--attention-slicing")
             raise InpaintError(
                 f"Out of memory generating at {call['width']}x{call['height']} on "
-                f"{self._device_name}. Try a smaller max_side (CLI: --max-side), "
-                "cpu_offload=True (CLI: --cpu-offload) or attention_slicing=True "
-                "(CLI: --attention-slicing)."
+                f"{self._device_name}. Try {max_side}, {offload} or {slicing}."
             ) from exc
         flags = getattr(out, "nsfw_content_detected", None) or [False] * len(seeds)
         found = []

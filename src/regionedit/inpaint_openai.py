@@ -29,7 +29,7 @@ from ._openai_api import (
     call_with_retries,
     explain_failure,
 )
-from .errors import InpaintError, ModelLoadError
+from .errors import InpaintError, ModelLoadError, option
 from .inpaint import InpaintRequest
 from .models import DEFAULT_IMAGE_EDIT_MODEL, retirement
 
@@ -43,10 +43,15 @@ logger = logging.getLogger("regionedit")
 
 DEFAULT_IMAGE_MODEL = DEFAULT_IMAGE_EDIT_MODEL
 
-_USE_DIFFUSERS = (
-    "use the local inpainter instead: Editor(inpainter='diffusers') (CLI: --inpainter diffusers)"
-)
-_CHOOSE_MODEL = "Editor(inpaint_model=...) or OpenAIImageInpainter(model=...) (CLI: --model)"
+
+
+def _use_diffusers() -> str:
+    local = option("Editor(inpainter='diffusers')", "--inpainter diffusers")
+    return f"use the local inpainter instead: {local}"
+
+
+def _choose_model() -> str:
+    return option("Editor(inpaint_model=...) or OpenAIImageInpainter(model=...)", "--model")
 
 
 @dataclass(frozen=True)
@@ -196,7 +201,7 @@ class OpenAIImageInpainter:
             if not self._endpoint.configured:
                 raise ModelLoadError(
                     "The OpenAI image inpainter needs an endpoint: set OPENAI_API_KEY (or "
-                    f"OPENAI_BASE_URL for an OpenAI-compatible server), or {_USE_DIFFUSERS}."
+                    f"OPENAI_BASE_URL for an OpenAI-compatible server), or {_use_diffusers()}."
                 )
         self._client = LazyClient(self._endpoint, timeout, client)
 
@@ -312,11 +317,11 @@ class OpenAIImageInpainter:
             self._endpoint,
             model=self.model,
             what=f"The image edit ({self.model})",
-            model_setting=_CHOOSE_MODEL,
+            model_setting=_choose_model(),
         )
         status = getattr(failure.cause, "status_code", None)
         cls = ModelLoadError if status in (401, 403) else InpaintError
-        return cls(f"{message} Or {_USE_DIFFUSERS}.")
+        return cls(f"{message} Or {_use_diffusers()}.")
 
     def _refused_model(self, exc: BaseException) -> str:
         """One line: the model, its retirement where known, where to choose another."""
@@ -329,9 +334,9 @@ class OpenAIImageInpainter:
             why = "the server does not know it (misspelt, retired, or not served there)"
         return (
             f"The image edit model {self.model!r} was refused by {self._endpoint.display_url} "
-            f"({detail}): {why}. Choose another with {_CHOOSE_MODEL}, e.g. the default "
+            f"({detail}): {why}. Choose another with {_choose_model()}, e.g. the default "
             f"{DEFAULT_IMAGE_MODEL!r}; if the model is right, check the base URL "
-            f"(OpenAI-compatible servers usually end in /v1). Or {_USE_DIFFUSERS}."
+            f"(OpenAI-compatible servers usually end in /v1). Or {_use_diffusers()}."
         )
 
     def _decode(self, response: Any) -> Image.Image:
@@ -349,14 +354,14 @@ class OpenAIImageInpainter:
         except (OSError, ValueError) as exc:
             raise InpaintError(
                 f"The image edit endpoint returned data that is not an image ({exc}); retry, "
-                f"or {_USE_DIFFUSERS}."
+                f"or {_use_diffusers()}."
             ) from exc
 
     def _not_an_image(self, got: str) -> InpaintError:
         return InpaintError(
             f"The image edit endpoint at {self._endpoint.display_url} returned {got}; "
             "regionedit needs the image in the answer. Use a GPT image model, "
-            f"or {_USE_DIFFUSERS}."
+            f"or {_use_diffusers()}."
         )
 
     def describe(self) -> dict[str, Any]:

@@ -136,7 +136,7 @@ class RembgSegmenter:
             choices = ", ".join(sorted(n for n, m in SEGMENT_MODELS.items() if m.custom_session))
             raise ModelLoadError(
                 f"regionedit cannot load a local file as {self.model!r}: name the model it was "
-                f"exported from with segment_model= (CLI: --segment-model), one of {choices}."
+                f"exported from with {_model_option()}, one of {choices}."
             )
         return known.custom_session
 
@@ -156,8 +156,8 @@ class RembgSegmenter:
         except Exception as exc:
             raise SegmentationError(
                 f"The rembg model {self._label()} failed on this image: {exc}. If it is a "
-                "custom model, name the model it was exported from with segment_model= (CLI: "
-                "--segment-model); otherwise try another model, e.g. 'u2net'."
+                f"custom model, name the model it was exported from with {_model_option()}; "
+                "otherwise try another model, e.g. 'u2net'."
             ) from exc
         if mask.size != image.size:
             raise SegmentationError(
@@ -287,8 +287,8 @@ class RembgSegmenter:
                 else "is a remote service (the photo would leave this machine)"
             )
             raise ModelLoadError(
-                f"{name!r} {problem}. Choose one of rembg's local models (CLI: --segment-model): "
-                f"{local}."
+                f"{name!r} {problem}. Choose one of rembg's local models with "
+                f"{_model_option()}: {local}."
             )
         if name.endswith("_custom") and self.model_path is None:
             raise ModelLoadError(
@@ -350,9 +350,9 @@ class RembgSegmenter:
         if tuple(shape[2:]) != (side, side):
             raise ModelLoadError(
                 f"{self.model_path} takes {shape[2]}x{shape[3]} input, but {name!r} feeds "
-                f"{side}x{side}: name the model the file was exported from with segment_model= "
-                "(CLI: --segment-model), e.g. 'birefnet-general-lite' or 'isnet-general-use' "
-                "for 1024x1024 files, 'u2net' for 320x320 ones."
+                f"{side}x{side}: name the model the file was exported from with "
+                f"{_model_option()}, e.g. 'birefnet-general-lite' or 'isnet-general-use' for "
+                "1024x1024 files, 'u2net' for 320x320 ones."
             )
 
     def _load_error(self, exc: Exception, session_class: Any) -> ModelLoadError:
@@ -439,6 +439,10 @@ def _rembg_sessions() -> tuple[dict[str, Any], list[str]]:
     if threads is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return sessions, sessions_names_downloadable
+
+
+def _model_option() -> str:
+    return option("segment_model=", "--segment-model")
 
 
 def _local_file_option() -> str:
