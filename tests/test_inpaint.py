@@ -349,3 +349,20 @@ def test_separate_inpainters_load_in_threads_at_once(tiny_sd_path, tiny_inpainte
 def test_inpaint_many_refuses_a_batch_size_below_one(tiny_inpainter):
     with pytest.raises(ValueError, match="batch_size"):
         tiny_inpainter.inpaint_many([], batch_size=0)
+
+
+def test_loading_says_nothing_a_user_cannot_act_on(tiny_sd_path):
+    # transformers announces image processors falling back to Pillow without torchvision when
+    # diffusers imports them; regionedit uses none of them
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        "from regionedit.inpaint_diffusers import DiffusersInpainter\n"
+        f"DiffusersInpainter({str(tiny_sd_path)!r}, device='cpu').load()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "requires torchvision" not in done.stderr and "[transformers]" not in done.stderr

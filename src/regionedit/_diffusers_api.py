@@ -37,8 +37,9 @@ def quiet_loading() -> Iterator[None]:
     """Hide the "Loading pipeline components" / "Loading weights" bars: a library does not print.
 
     Hub download bars are left alone: a multi-gigabyte first download should show progress.
-    Also hides a deprecation warning diffusers triggers in huggingface_hub on every hub load,
-    which the user can do nothing about.
+    Also hides what the user can do nothing about: a deprecation warning diffusers triggers in
+    huggingface_hub on every hub load, and transformers' notices that image processors the
+    pipelines import fall back to Pillow without torchvision (regionedit does not use them).
     """
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -48,11 +49,14 @@ def quiet_loading() -> Iterator[None]:
         if lib.is_progress_bar_enabled():
             lib.disable_progress_bar()
             restore.append(lib)
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity(max(verbosity, transformers_logging.ERROR))
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
             yield
     finally:
+        transformers_logging.set_verbosity(verbosity)
         for lib in restore:
             lib.enable_progress_bar()
 

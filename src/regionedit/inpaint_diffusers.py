@@ -196,7 +196,8 @@ class DiffusersInpainter:
         kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype_name), **hub}
         if self.variant is not None:
             kwargs["variant"] = self.variant
-        target = api.family_class(family, model) if family is not None else None
+        with api.quiet_loading():
+            target = api.family_class(family, model) if family is not None else None
         if not self.safety_checker and (
             target is None or "safety_checker" in inspect.signature(target.__init__).parameters
         ):
