@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import ray  # the dev extra has it (pip install 'regionedit[ray]')
 from PIL import Image
 from support.fake_llm import CHAT_PATH, descriptions_in
 from support.ray_faults import EditorThatDies, deaths
@@ -29,10 +30,8 @@ from support.ray_faults import EditorThatDies, deaths
 import regionedit
 from regionedit import Editor
 from regionedit.batch import RUN_LOG, BatchOptions, plan_manifest, run_batch
+from regionedit.batch.on_ray import run_batch_on_ray
 from regionedit.imageio import is_temp_file
-
-ray = pytest.importorskip("ray", reason="the Ray tests need pip install 'regionedit[ray]'")
-from regionedit.batch.on_ray import run_batch_on_ray  # noqa: E402
 
 N_ITEMS = 12
 BROKEN = "p11.jpg"

@@ -431,7 +431,6 @@ def test_get_classifier_auto_picks_the_llm_when_configured(llm_env: FakeOpenAISe
 def test_get_classifier_auto_without_llm_uses_the_offline_one(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    pytest.importorskip("regionedit.offline_classifier")
     with caplog.at_level(logging.WARNING, logger="regionedit"):
         classifier = get_classifier("auto")
 

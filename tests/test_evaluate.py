@@ -176,7 +176,7 @@ def test_evaluate_on_the_small_file(small_file, concurrency):
     assert report.per_class["foreground"].f1 == pytest.approx(0.8)
     assert report.errors == 1
     assert report.concurrency == concurrency
-    assert report.elapsed_s >= 0 and report.pairs_per_s > 0
+    assert report.pairs_per_s == pytest.approx(report.n / report.elapsed_s)
     # mistakes in file order, with the classifier's reason or the error message
     assert [(m.id, m.label, m.predicted) for m in report.mistakes] == [
         ("p2", "foreground", "background"),
