@@ -393,8 +393,7 @@ def _session_options() -> Any:
 
     options = onnxruntime.SessionOptions()
     # onnxruntime's idle threads spin-wait for the next operator by default, which takes
-    # a core from whatever runs beside segmentation (batch runs generate meanwhile): with
-    # it on, generation in a batch here ran ~2x slower.
+    # a core from whatever runs beside segmentation (batch runs generate meanwhile).
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     if "OMP_NUM_THREADS" in os.environ:  # as rembg.new_session does
