@@ -115,6 +115,8 @@ def test_missing_model_offline_exits_with_model_load_error(tmp_path, small_photo
                    tiny_rembg_model, "--model", tmp_path / "no-such-model", env=rembg_env)
     assert proc.returncode == 8, proc.stderr
     assert "no-such-model" in proc.stderr
+    (line,) = [text for text in proc.stderr.splitlines() if "no-such-model" in text]
+    assert line.startswith("error: ") and "save_pretrained" in line  # cause and fix, one line
 
 
 def test_refuses_to_overwrite_the_input(tmp_path, small_photo_path, model_flags, rembg_env):
@@ -163,3 +165,29 @@ def test_a_lossy_output_says_that_kept_pixels_will_not_be_exact(tmp_path, small_
                   "--region", "background", "-o", tmp_path / "out.png", *model_flags,
                   env=rembg_env)
     assert "lossy" not in png.stderr
+
+
+def test_help_names_the_current_default_models():
+    from regionedit.models import DEFAULT_IMAGE_EDIT_MODEL, DEFAULT_LLM_MODEL, RETIRED
+
+    proc = run_cli("edit", "--help", env={"COLUMNS": "1000"})  # no line breaks inside names
+    text = " ".join(proc.stdout.split())
+    assert DEFAULT_IMAGE_EDIT_MODEL in text and DEFAULT_LLM_MODEL in text
+    assert not any(f"{model} " in text or f"{model})" in text for model in RETIRED)
+
+
+def test_a_batch_says_a_notice_once_not_once_per_image(tmp_path, small_photo_path, model_flags,
+                                                       rembg_env):
+    photos = tmp_path / "in"
+    photos.mkdir()
+    for i in range(3):
+        Image.open(small_photo_path).rotate(90 * i, expand=True).save(photos / f"p{i}.png")
+    proc = run_cli("batch", photos, "-o", tmp_path / "out", "--source", "a cat",
+                   "--target", "a cat on the moon", "--region", "background", "--format", "jpg",
+                   *model_flags, env=rembg_env)
+    assert proc.returncode == 0, proc.stderr
+    notices = [line for line in proc.stderr.splitlines() if "regionedit:" in line]
+    # the random test model never redraws the kept pixels, so colour matching is skipped for
+    # every image; that, and the lossy format, are each said once
+    assert sum("Colour matching skipped" in line for line in notices) == 1
+    assert sum("lossy format" in line for line in notices) == 1
