@@ -306,8 +306,8 @@ def test_a_batch_is_decoded_one_image_at_a_time_unless_vae_slicing_is_off(
             return _real(latents, *args, **kwargs)
 
         monkeypatch.setattr(decoder, "forward", counting)
-        # the decoder's full-size activations are most of a batch's memory; one image at a
-        # time, a batch of 8 at 512 px needs about what one image does (bench/README.md)
+        # the decoder's full-size activations are most of a batch's memory: decoding one image
+        # at a time keeps a batch's memory near a single image's
         assert all(not isinstance(out, Exception)
                    for out in inpainter.inpaint_many(requests, batch_size=3))
         assert decoded == expected
