@@ -116,3 +116,16 @@ def test_models_already_here_need_no_check(rembg_segmenter, tiny_inpainter, smal
     result = editor.edit(small_photo_path, "a cat", "a cat on a beach", region="background",
                          steps=2, seed=1)
     assert result.image.size == (96, 64)
+
+
+def test_a_batch_names_every_missing_model_in_one_message_too(
+    no_network, empty_rembg_home, small_photo_path
+):
+    editor = Editor(classifier="offline", segment_model="u2netp", inpaint_model=HUB_ID,
+                    device="cpu")
+    items = [(small_photo_path, "a cat", f"a cat on a beach {i}") for i in range(3)]
+    with pytest.raises(ModelLoadError) as caught:
+        list(editor.edit_many(items, region="background"))
+    message = str(caught.value)
+    assert message.startswith("2 model(s) must be downloaded first")
+    assert "'u2netp'" in message and HUB_ID in message

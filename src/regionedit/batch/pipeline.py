@@ -248,9 +248,13 @@ def as_batch_item(value: BatchItemLike, defaults: Mapping[str, Any]) -> BatchIte
 
 
 def _load_inpainter(editor: "Editor") -> None:
-    """Load the inpainting model ahead of its first use; a failure is left for that use to
-    report."""
+    """Load the inpainting model ahead of its first use when it is on this machine (a model
+    still to download is announced, or refused, with the other models the first item needs);
+    a failure is left for that use to report."""
     try:
+        pending = getattr(editor.inpainter, "pending_download", None)
+        if callable(pending) and pending() is not None:
+            return
         editor.inpainter.load()
     except Exception:
         log.debug("loading the inpainting model ahead of time failed", exc_info=True)
