@@ -368,7 +368,6 @@ class Editor:
         what :meth:`decide` returned for these descriptions, is given), mask, and choose what
         the model is given. :meth:`edit` is ``composite(p, generate([p])[0])`` over this."""
         from .imageio import LoadedImage
-        from .segment import subject_alpha_from_input
 
         # cut once here, so the classifier, the prompt and the sidecar all see the same text
         source, target = _check_descriptions(settings.source, settings.target)
@@ -376,7 +375,7 @@ class Editor:
         with timings.measure("load"):
             loaded = image if isinstance(image, LoadedImage) else self.load(image)
         # every model this edit needs, named at once if some cannot be downloaded
-        needs_segmenter = subject_alpha_from_input(loaded) is None
+        needs_segmenter = not masks.has_meaningful_alpha(loaded.alpha)
         self.check_downloads(("segmenter", "inpainter") if needs_segmenter else ("inpainter",))
         with timings.measure("classify"):
             region, classification = decision or self.decide(
